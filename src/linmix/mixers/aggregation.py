@@ -19,7 +19,7 @@ def aggregation(
     max_len: int,
     causal: bool,
     project: bool = True,
-    normalize: str = "none",
+    normalize: str = "count",
     noise_std: float = 0.0,
 ) -> SumMixer:
     """Bias-free projection (optional) -> prefix/global sum -> optional Gaussian noise while training."""

@@ -1,1 +1,183 @@
-"""(being written)"""
+"""Multi-head softmax attention: the quadratic baseline every other mixer is measured against.
+
+What it computes, for ``x: [B, T, D]`` with ``H`` heads of size ``dh = D / H``::
+
+    q, k, v = split_heads(W_qkv x + b_qkv)                     # one fused Linear(D, 3D)
+    a[t, s] = softmax_s(q[t] . k[s] / sqrt(dh))  over visible s  # s <= t when causal, every s otherwise
+    y[t]    = W_o concat_heads(sum_s a[t, s] v[s]) + b_o
+
+The parallel form is :func:`torch.nn.functional.scaled_dot_product_attention`. Without a padding mask it
+runs with ``is_causal=True`` (or no mask at all), so the fused kernels (flash on CPU and CUDA) apply and
+no ``[T, T]`` mask is built. With a padding mask a boolean ``[B, 1, T, T]`` mask hides padded keys (and
+the future, when causal); every query may always see itself, so no row is empty and nothing is NaN (the
+outputs at padded positions are zeroed by :class:`~linmix.mixers.base.Mixer` anyway).
+
+Streaming keeps a KV cache preallocated to ``max_len`` positions: 2 * D floats per cached token, O(T)
+memory per sequence, and step ``t`` costs O(t D) (it attends over the whole filled prefix).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from linmix.mixers.base import Mixer, State
+from linmix.mixers.registry import register
+
+
+def check_heads(d_model: int, n_heads: int) -> int:
+    """Return the head size ``d_model // n_heads``; ``ValueError`` when the heads do not tile ``d_model``."""
+    if isinstance(n_heads, bool) or not isinstance(n_heads, int) or n_heads <= 0:
+        raise ValueError(f"n_heads must be a positive integer, got {n_heads!r}")
+    if d_model % n_heads:
+        divisors = [h for h in range(1, min(d_model, 64) + 1) if d_model % h == 0]
+        raise ValueError(
+            f"d_model={d_model} is not divisible by n_heads={n_heads}; pick n_heads from {divisors}"
+        )
+    return d_model // n_heads
+
+
+def check_positive_int(name: str, value: int) -> int:
+    """Return ``value`` when it is a positive integer, else raise a ``ValueError`` naming it."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def write_slot(cache: torch.Tensor, slot: int, value: torch.Tensor) -> torch.Tensor:
+    """Store ``value: [B, H, 1, dh]`` at position ``slot`` of ``cache: [B, H, L, dh]``.
+
+    Under ``torch.no_grad`` (decoding) the cache is updated in place, so a step costs O(D), not O(L D);
+    when autograd is recording, an out-of-place copy keeps earlier steps' saved tensors valid.
+    """
+    index = torch.tensor([slot], device=cache.device)
+    value = value.to(cache.dtype)
+    if torch.is_grad_enabled() and (value.requires_grad or cache.requires_grad):
+        return cache.index_copy(2, index, value)
+    return cache.index_copy_(2, index, value)
+
+
+class Attention(Mixer):
+    """Multi-head softmax attention with a KV cache. See the module docstring for the exact formula.
+
+    Streaming state: ``k`` and ``v`` caches of shape ``[B, H, cache_len, dh]`` (``cache_len = max_len``)
+    and the position: 2 * D floats per cached token, O(T) memory. :meth:`step` writes the cache in place
+    when autograd is off, so the state passed in is consumed.
+    """
+
+    def __init__(self, d_model: int, max_len: int, causal: bool, n_heads: int = 4) -> None:
+        super().__init__(d_model, max_len, causal)
+        self.head_dim = check_heads(self.d_model, n_heads)
+        self.n_heads = n_heads
+        self.qkv = nn.Linear(self.d_model, 3 * self.d_model)
+        self.out = nn.Linear(self.d_model, self.d_model)
+
+    @property
+    def cache_len(self) -> int:
+        """Positions the streaming KV cache holds."""
+        return self.max_len
+
+    # ------------------------------------------------------------------------------------ pieces
+    def heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Project ``x: [B, T, D]`` to ``q, k, v``, each ``[B, H, T, dh]``."""
+        B, T, _ = x.shape
+        qkv = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        return q, k, v
+
+    def merge(self, y: torch.Tensor) -> torch.Tensor:
+        """Concatenate heads ``[B, H, T, dh] -> [B, T, D]`` and apply the output projection."""
+        B, _, T, _ = y.shape
+        return self.out(y.transpose(1, 2).reshape(B, T, self.d_model))
+
+    def allowed_pairs(self, T: int, device: torch.device) -> torch.Tensor:
+        """``[T, T]`` bool, True where query ``t`` may see key ``s`` (ignoring padding)."""
+        full = torch.ones(T, T, dtype=torch.bool, device=device)
+        return torch.tril(full) if self.causal else full
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               padding_mask: torch.Tensor | None) -> torch.Tensor:
+        """Softmax attention over ``[B, H, T, dh]`` heads; padded keys hidden, each query sees itself."""
+        if padding_mask is None:
+            return F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
+        T = q.shape[2]
+        allowed = padding_mask[:, None, None, :]
+        if self.causal:
+            allowed = allowed & self.allowed_pairs(T, q.device)
+        allowed = allowed | torch.eye(T, dtype=torch.bool, device=q.device)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+
+    # ------------------------------------------------------------------------------ parallel form
+    def mix(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+        return self.merge(self.attend(*self.heads(x), padding_mask))
+
+    def reference(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Slow, obviously-correct form: explicit ``[T, T]`` scores, masks and softmax (for tests only).
+
+        Follows the whole :meth:`forward` contract: padded inputs and outputs are zeroed.
+        """
+        if padding_mask is not None:
+            x = x * padding_mask.unsqueeze(-1).to(x.dtype)
+        q, k, v = self.heads(x)
+        T = x.shape[1]
+        allowed = self.allowed_pairs(T, x.device).expand(x.shape[0], 1, T, T)
+        if padding_mask is not None:
+            allowed = allowed & padding_mask[:, None, None, :]
+        allowed = allowed | torch.eye(T, dtype=torch.bool, device=x.device)
+        scores = (q @ k.transpose(-1, -2)) / math.sqrt(self.head_dim)
+        weights = torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1)
+        y = self.merge(weights @ v)
+        if padding_mask is not None:
+            y = y * padding_mask.unsqueeze(-1).to(y.dtype)
+        return y
+
+    # ----------------------------------------------------------------------------- streaming form
+    def _require_causal(self) -> None:
+        if not self.causal:
+            raise NotImplementedError(
+                f"a bidirectional {type(self).__name__} has no streaming form; build with causal=True"
+            )
+
+    def init_state(self, batch_size: int) -> State:
+        self._require_causal()
+        weight = self.qkv.weight
+        shape = (batch_size, self.n_heads, self.cache_len, self.head_dim)
+        return {"k": weight.new_zeros(shape), "v": weight.new_zeros(shape), "pos": 0}
+
+    def step(self, x_t: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        self.check_step(x_t, state)
+        pos = int(state["pos"])
+        q, k, v = self.heads(x_t.unsqueeze(1))
+        slot = pos % self.cache_len
+        keys, values = write_slot(state["k"], slot, k), write_slot(state["v"], slot, v)
+        filled = min(pos + 1, self.cache_len)
+        y = F.scaled_dot_product_attention(q.to(keys.dtype), keys[:, :, :filled], values[:, :, :filled])
+        return self.merge(y.to(q.dtype)).squeeze(1), {"k": keys, "v": values, "pos": pos + 1}
+
+    def prefill(self, x: torch.Tensor) -> tuple[torch.Tensor, State]:
+        """Whole prompt in one parallel pass; the cache is filled from the prompt's keys and values."""
+        self.check_input(x)
+        self._require_causal()
+        q, k, v = self.heads(x)
+        y = self.merge(self.attend(q, k, v, None))
+        return y, {"k": self._cache_from(k), "v": self._cache_from(v), "pos": x.shape[1]}
+
+    def _cache_from(self, k: torch.Tensor) -> torch.Tensor:
+        """A cache holding the last ``cache_len`` prompt positions, position ``p`` at slot ``p % cache_len``."""
+        T = k.shape[2]
+        kept = min(T, self.cache_len)
+        slots = torch.arange(T - kept, T, device=k.device) % self.cache_len
+        shape = (k.shape[0], self.n_heads, self.cache_len, self.head_dim)
+        cache = self.qkv.weight.new_zeros(shape)
+        return cache.index_copy(2, slots, k[:, :, T - kept:].to(cache.dtype))
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, n_heads={self.n_heads}"
+
+
+@register("attention")
+def attention(d_model: int, max_len: int, causal: bool, n_heads: int = 4) -> Attention:
+    """Multi-head softmax attention (fused qkv, scaled_dot_product_attention, KV cache for step)."""
+    return Attention(d_model, max_len, causal, n_heads=n_heads)

@@ -1,1 +1,182 @@
-"""(being written)"""
+"""Spectral mixing: a per-channel learned filter applied in the frequency domain.
+
+What it computes, for ``x: [B, T, D]`` (channel d, time t)::
+
+    bidirectional:  X = rfft(x, dim=T, norm="ortho")              # T//2 + 1 bins per channel
+                    y = irfft(H_T * X, n=T, norm="ortho")          # circular: position 0 and T-1 are neighbours
+    causal:         y[t, d] = sum_{s=0..t} k[d, s] * x[t - s, d]   # linear convolution, tap s = lag s
+    both:           out = W_o y + b_o                              # option ``out_proj`` (default True)
+
+The bidirectional filter ``H`` is learned at ``max_len`` resolution (``max_len//2 + 1`` complex bins per
+channel, stored as real and imaginary parts, initialised to ``1 + N(0, 0.02^2)`` and ``N(0, 0.02^2)``, so
+the layer starts near the identity). A length ``T`` input uses ``H_T``: the real and imaginary parts linearly
+interpolated onto ``T//2 + 1`` evenly spaced bins (both grids span DC..Nyquist, so bin ``i`` of ``H_T``
+sits at the same relative frequency as position ``i (F-1)/(n-1)`` of ``H``; ``T = max_len`` uses ``H``
+unchanged). As in the seed, the filtering is circular: it is a per-channel circular convolution over the
+whole (padded) sequence. Zeroed padding contributes nothing, but the output at real positions does depend
+on the padded length T, because ``H_T`` does.
+
+The causal kernel ``k: [D, max_len]`` is initialised as a unit impulse at lag 0 plus small noise decaying
+with the lag, and is applied as ``k[:, :T]`` through :func:`linmix.ops.causal_fft_conv` (zero padding to
+``>= 2T``, so nothing wraps around and no output reads the future). FFTs run in float32 (float64 for float64
+input) and the result is cast back, so bfloat16 works. Cost: O(D T log T) time for the mixing, O(T D) memory.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from linmix.mixers.base import Mixer, State
+from linmix.mixers.registry import register
+from linmix.ops.fftconv import causal_conv_reference, causal_fft_conv
+
+INIT_NOISE = 0.02
+KERNEL_DECAY = 16.0  # lag scale (in tokens) of the initial kernel noise: long lags start near zero
+
+
+def _work_dtype(dtype: torch.dtype) -> torch.dtype:
+    """FFTs are unavailable/inaccurate in half precision: compute in float32 unless the input is float64."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def interpolate_bins(filt: torch.Tensor, n: int) -> torch.Tensor:
+    """Linearly resample ``filt: [D, F]`` onto ``n`` evenly spaced points spanning the same range.
+
+    Output bin ``i`` reads position ``i (F-1)/(n-1)`` (``0`` when ``n == 1``). Indices are computed in
+    integer arithmetic, so ``n == F`` reproduces ``filt`` exactly.
+    """
+    F = filt.shape[-1]
+    i = torch.arange(n, device=filt.device)
+    num = i * (F - 1)
+    den = max(n - 1, 1)
+    lo = num // den
+    hi = torch.clamp(lo + 1, max=F - 1)
+    frac = (num % den).to(filt.dtype) / den
+    return filt[:, lo] * (1 - frac) + filt[:, hi] * frac
+
+
+class SpectralMixer(Mixer):
+    """Per-channel frequency-domain filter (bidirectional) or FFT long convolution (causal).
+
+    See the module docstring for the exact formulas. Streaming (causal only): the state is the history of
+    all inputs so far, ``[B, t, D]``, and ``y_t = sum_s k[s] x[t-s]`` is recomputed from it, so each step
+    costs O(t D) time and the state O(t D) memory: a long convolution has no fixed-size state.
+    """
+
+    def __init__(self, d_model: int, max_len: int, causal: bool, out_proj: bool = True) -> None:
+        super().__init__(d_model, max_len, causal)
+        if causal:
+            self.kernel = nn.Parameter(self._init_kernel(d_model, max_len))
+        else:
+            bins = max_len // 2 + 1
+            self.filter_re = nn.Parameter(1.0 + INIT_NOISE * torch.randn(d_model, bins))
+            self.filter_im = nn.Parameter(INIT_NOISE * torch.randn(d_model, bins))
+        self.out = nn.Linear(d_model, d_model) if out_proj else None
+
+    @staticmethod
+    def _init_kernel(d_model: int, max_len: int) -> torch.Tensor:
+        """Unit impulse at lag 0 (identity) plus N(0, 0.02^2) noise scaled by exp(-lag / 16)."""
+        decay = torch.exp(-torch.arange(max_len, dtype=torch.float32) / KERNEL_DECAY)
+        kernel = INIT_NOISE * torch.randn(d_model, max_len) * decay
+        kernel[:, 0] += 1.0
+        return kernel
+
+    # ------------------------------------------------------------------------------------ pieces
+    def filter_for(self, T: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The bidirectional filter resampled to the ``T//2 + 1`` rfft bins of a length-T input."""
+        n = T // 2 + 1
+        return interpolate_bins(self.filter_re, n), interpolate_bins(self.filter_im, n)
+
+    def project(self, y: torch.Tensor) -> torch.Tensor:
+        """Output projection (or identity when ``out_proj=False``)."""
+        return self.out(y) if self.out is not None else y
+
+    def _filter_fft(self, x: torch.Tensor) -> torch.Tensor:
+        """Bidirectional path: circular per-channel filtering through rfft/irfft over T."""
+        T = x.shape[1]
+        work = _work_dtype(x.dtype)
+        h_re, h_im = self.filter_for(T)
+        h = torch.complex(h_re.to(work), h_im.to(work)).transpose(0, 1)  # [n, D]
+        xf = torch.fft.rfft(x.to(work), dim=1, norm="ortho")
+        return torch.fft.irfft(xf * h, n=T, dim=1, norm="ortho").to(x.dtype)
+
+    def _convolve(self, x: torch.Tensor) -> torch.Tensor:
+        """Causal path: FFT long convolution on the contiguous [B, D, T] layout."""
+        T = x.shape[1]
+        y = causal_fft_conv(x.transpose(1, 2).contiguous(), self.kernel[:, :T])
+        return y.transpose(1, 2)
+
+    # ------------------------------------------------------------------------------ parallel form
+    def mix(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+        y = self._convolve(x) if self.causal else self._filter_fft(x)
+        return self.project(y)
+
+    def reference(self, x: torch.Tensor) -> torch.Tensor:
+        """Slow, obviously-correct form for tests: a [T, T] Toeplitz product or an explicit real DFT."""
+        if self.causal:
+            T = x.shape[1]
+            y = causal_conv_reference(x.transpose(1, 2), self.kernel[:, :T]).transpose(1, 2)
+        else:
+            y = self._dft_reference(x)
+        return self.project(y)
+
+    def _dft_reference(self, x: torch.Tensor) -> torch.Tensor:
+        """``irfft(H_T * rfft(x))`` written out with cosine/sine matrices.
+
+        ``X_k = T^-1/2 sum_t x_t e^{-2 pi i k t / T}``, ``Z_k = H_k X_k`` and
+        ``y_t = T^-1/2 sum_k c_k Re(Z_k e^{2 pi i k t / T})`` with ``c_k = 1`` for DC and (even T) Nyquist,
+        ``2`` otherwise: the Hermitian half-spectrum sum that irfft evaluates.
+        """
+        T = x.shape[1]
+        n = T // 2 + 1
+        k = torch.arange(n, device=x.device)
+        t = torch.arange(T, device=x.device)
+        angle = (2 * math.pi / T) * ((k[:, None] * t[None, :]) % T).to(x.dtype)  # [n, T]
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        scale = 1.0 / math.sqrt(T)
+        x_re = scale * torch.einsum("kt,btd->bkd", cos, x)
+        x_im = -scale * torch.einsum("kt,btd->bkd", sin, x)
+        h_re, h_im = (h.transpose(0, 1).to(x.dtype) for h in self.filter_for(T))
+        z_re = h_re * x_re - h_im * x_im
+        z_im = h_re * x_im + h_im * x_re
+        c = torch.full((n,), 2.0, dtype=x.dtype, device=x.device)
+        c[0] = 1.0
+        if T % 2 == 0:
+            c[-1] = 1.0
+        c = (c * scale)[:, None]
+        return torch.einsum("kt,bkd->btd", cos * c, z_re) - torch.einsum("kt,bkd->btd", sin * c, z_im)
+
+    # ----------------------------------------------------------------------------- streaming form
+    def init_state(self, batch_size: int) -> State:
+        if not self.causal:
+            raise NotImplementedError(
+                "a bidirectional spectral mixer has no streaming form; build with causal=True"
+            )
+        history = torch.zeros(batch_size, 0, self.d_model, dtype=self.kernel.dtype, device=self.kernel.device)
+        return {"history": history, "pos": 0}
+
+    def step(self, x_t: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """``y_t = sum_{s<=t} k[:, s] x_{t-s}`` from the stored history: O(t D) time and memory."""
+        self.check_step(x_t, state)
+        pos = int(state["pos"])
+        history = torch.cat([state["history"], x_t.unsqueeze(1).to(state["history"].dtype)], dim=1)
+        work = _work_dtype(x_t.dtype)
+        taps = self.kernel[:, : pos + 1].flip(-1).transpose(0, 1).to(work)  # row i holds k[:, pos - i]
+        y = torch.einsum("btd,td->bd", history.to(work), taps).to(x_t.dtype)
+        return self.project(y), {"history": history, "pos": pos + 1}
+
+    def prefill(self, x: torch.Tensor) -> tuple[torch.Tensor, State]:
+        """Whole prompt through the FFT path; the state is the prompt itself."""
+        self.check_input(x)
+        if not self.causal:
+            raise NotImplementedError("prefill needs causal=True")
+        y = self.mix(x, None)
+        return y, {"history": x.to(self.kernel.dtype), "pos": x.shape[1]}
+
+
+@register("spectral")
+def spectral(d_model: int, max_len: int, causal: bool, out_proj: bool = True) -> SpectralMixer:
+    """Learned per-channel frequency filter (bidirectional) or causal FFT long convolution, then W_o."""
+    return SpectralMixer(d_model, max_len, causal, out_proj=out_proj)

