@@ -30,7 +30,7 @@ from torch import nn
 
 from linmix.mixers.base import Mixer, State
 from linmix.mixers.registry import register
-from linmix.ops.fftconv import causal_conv_reference, causal_fft_conv
+from linmix.ops.fftconv import causal_conv_reference, causal_fft_conv_btd
 
 INIT_NOISE = 0.02
 KERNEL_DECAY = 16.0  # lag scale (in tokens) of the initial kernel noise: long lags start near zero
@@ -105,8 +105,7 @@ class SpectralMixer(Mixer):
     def _convolve(self, x: torch.Tensor) -> torch.Tensor:
         """Causal path: FFT long convolution on the contiguous [B, D, T] layout."""
         T = x.shape[1]
-        y = causal_fft_conv(x.transpose(1, 2).contiguous(), self.kernel[:, :T])
-        return y.transpose(1, 2)
+        return causal_fft_conv_btd(x, self.kernel[:, :T])
 
     # ------------------------------------------------------------------------------ parallel form
     def mix(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:

@@ -20,6 +20,7 @@ from torch import nn
 from linmix.mixers.base import Mixer, State
 from linmix.mixers.registry import register
 from linmix.ops.prefix_sum import prefix_sum
+from linmix.ops.sum_mix import sum_mix
 
 NORMALIZATIONS = ("none", "count", "sqrt")
 
@@ -102,6 +103,36 @@ class SumMixer(Mixer):
 
     # ------------------------------------------------------------------------------ parallel form
     def mix(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+        """Fast path: the whole layer as one fused autograd function (:mod:`linmix.ops.sum_mix`).
+
+        Same formula as :meth:`mix_composed` (the step-by-step form; the tests hold the two equal, forward
+        and every gradient), minus the temporaries autograd would keep. Padded rows need no extra masking
+        there: the input is zeroed and every layer is bias-free with ``relu(0) = 0``, so their features are
+        exactly zero. Training noise takes the composed path.
+        """
+        if self.noise_std > 0 and self.training:
+            return self.mix_composed(x, padding_mask)
+        T = x.shape[1]
+        count = self._divisor(x, padding_mask)
+        p = self.pos[:T] if self.pos is not None else None
+        return sum_mix(x, p, count, self.out.weight if self.out is not None else None,
+                       [layer.weight for layer in self.proj], self.pos_bias, self.activation, self.causal)
+
+    def _divisor(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor | None:
+        """What :meth:`finish` divides the sum by: count, sqrt(count) (count >= 1), or None."""
+        if self.normalize == "none":
+            return None
+        work = accumulation_dtype(x.dtype)
+        if padding_mask is None:
+            T = x.shape[1]
+            n = torch.arange(1, T + 1, device=x.device, dtype=work).view(1, T, 1)
+            c = n if self.causal else torch.full((1, 1, 1), float(T), device=x.device, dtype=work)
+        else:
+            c = self._counts(x, padding_mask).to(work).clamp(min=1)
+        return c if self.normalize == "count" else c.sqrt()
+
+    def mix_composed(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+        """The layer step by step (features -> prefix/global sum -> finish) through plain autograd."""
         h = self.features(x)
         if padding_mask is not None:
             # Bias-free layers map a zeroed pad to zero already; masking again keeps that true for any preset.

@@ -4,6 +4,17 @@
 ``n >= 2T`` before the FFT, so the circular convolution the FFT computes equals the linear one on the first
 T outputs: no output reads a future input and nothing wraps from the end to the start. The FFT runs over
 the contiguous last axis (``[B, D, T]``), which is markedly faster on CPU than over T in ``[B, T, D]``.
+
+The fast path is one custom autograd function (:class:`_CausalFFTConv`) with the adjoint written out:
+with ``X, K, G`` the zero-padded spectra of ``x``, ``k`` and the output gradient ``g``::
+
+    y  = irfft(X K)[:T]                 dL/dx = irfft(G conj(K))[:T]          dL/dk = irfft(sum_b G conj(X))[:T]
+
+so a forward+backward costs six FFTs, the spectra ``X, K`` are saved (not recomputed), the batch sum of
+``dL/dk`` happens in the frequency domain (one inverse FFT per channel, not per sequence), and the layout
+change ``[B, T, D] <-> [B, D, T]`` rides on the copies the zero padding and the output slice make anyway
+(:func:`causal_fft_conv_btd`). :func:`causal_conv_reference` is the explicit Toeplitz product the tests
+compare against.
 """
 from __future__ import annotations
 
@@ -18,17 +29,78 @@ def _fft_len(T: int) -> int:
     return n
 
 
-def causal_fft_conv(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Causal depthwise convolution of ``x: [B, D, T]`` with ``kernel: [D, T]`` (tap s = lag s)."""
-    T = x.shape[-1]
+def _work(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+class _CausalFFTConv(torch.autograd.Function):
+    """``x`` in ``[B, D, T]`` (``btd=False``) or ``[B, T, D]`` (``btd=True``) layout; ``kernel: [D, T]``."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, kernel: torch.Tensor, btd: bool) -> torch.Tensor:  # noqa: D401
+        T = x.shape[1] if btd else x.shape[-1]
+        n = _fft_len(T)
+        work = _work(x.dtype)
+        xt = x.transpose(1, 2) if btd else x
+        xf = torch.fft.rfft(xt.to(work), n=n)  # the zero padding copies into the [B, D, n] layout
+        kf = torch.fft.rfft(kernel.to(work), n=n)
+        need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        prod = xf * kf if need_grad else xf.mul_(kf)
+        y = torch.fft.irfft(prod, n=n)[..., :T]
+        del prod
+        y = y.transpose(1, 2).contiguous() if btd else y.contiguous()
+        if need_grad:
+            ctx.save_for_backward(xf, kf)
+        ctx.btd, ctx.T, ctx.n = btd, T, n
+        ctx.dtypes = (x.dtype, kernel.dtype)
+        return y.to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        xf, kf = ctx.saved_tensors
+        T, n, btd = ctx.T, ctx.n, ctx.btd
+        work = xf.real.dtype
+        gt = grad.transpose(1, 2) if btd else grad
+        gf = torch.fft.rfft(gt.to(work), n=n)
+        gx = gk = None
+        if ctx.needs_input_grad[1]:
+            cross = gf * xf.conj()
+            cross = cross[0] if cross.shape[0] == 1 else cross.sum(0)
+            gk = torch.fft.irfft(cross, n=n)[..., :T].to(ctx.dtypes[1])
+            del cross
+        if ctx.needs_input_grad[0]:
+            gx = torch.fft.irfft(gf.mul_(kf.conj()), n=n)[..., :T]
+            gx = gx.transpose(1, 2).contiguous() if btd else gx.contiguous()
+            gx = gx.to(ctx.dtypes[0])
+        return gx, gk, None
+
+
+def _check(x: torch.Tensor, kernel: torch.Tensor, T: int) -> None:
     if kernel.shape[-1] != T:
         raise ValueError(f"kernel length {kernel.shape[-1]} must equal the sequence length {T}")
+
+
+def causal_fft_conv(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Causal depthwise convolution of ``x: [B, D, T]`` with ``kernel: [D, T]`` (tap s = lag s)."""
+    _check(x, kernel, x.shape[-1])
+    return _CausalFFTConv.apply(x, kernel, False)
+
+
+def causal_fft_conv_btd(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """The same convolution for ``x: [B, T, D]`` (returns ``[B, T, D]``, contiguous), no transposed copies."""
+    _check(x, kernel, x.shape[1])
+    return _CausalFFTConv.apply(x, kernel, True)
+
+
+def causal_fft_conv_autograd(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """The plain composition (rfft, multiply, irfft, slice) differentiated by autograd: the previous fast path."""
+    T = x.shape[-1]
+    _check(x, kernel, T)
     n = _fft_len(T)
-    work = torch.float64 if x.dtype == torch.float64 else torch.float32
+    work = _work(x.dtype)
     xf = torch.fft.rfft(x.to(work), n=n)
     kf = torch.fft.rfft(kernel.to(work), n=n)
-    y = torch.fft.irfft(xf * kf, n=n)[..., :T]
-    return y.to(x.dtype)
+    return torch.fft.irfft(xf * kf, n=n)[..., :T].to(x.dtype)
 
 
 def causal_conv_reference(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:

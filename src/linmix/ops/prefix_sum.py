@@ -1,19 +1,30 @@
 """Causal prefix sum over the time axis, fast on CPU and exact in low precision.
 
-``torch.cumsum`` over dim 1 of a ``[B, T, D]`` tensor walks T with a stride of D and runs serially; on a CPU it
-is several times slower than the matmuls around it. The blockwise form here splits T into chunks of ``C``
-tokens, takes the within-chunk prefix sums as one batched matmul with a ``[C, C]`` lower-triangular matrix,
-and adds the running total of the preceding chunks (a cumsum over only ``T / C`` rows).
+``torch.cumsum`` over dim 1 of a ``[B, T, D]`` tensor walks T serially with a stride of D; on a CPU it is
+several times slower than the matmuls around it. Two faster forms live here:
 
-The custom autograd function saves nothing for backward: the gradient of a prefix sum is the reverse
-(suffix) sum of the incoming gradient, computed by the same kernel with an upper-triangular matrix. Low
-precision input (bf16/fp16) is accumulated in float32 and cast back, so sums over 16k tokens keep their digits.
+* :func:`scan_` (the fast path, in place): T is cut into ``n`` chunks of ``C ~ sqrt(T)/2`` rows. Step 1 runs
+  ``C - 1`` vectorised row additions, each over *all* chunks at once (row ``i`` of every chunk += row
+  ``i - 1``), which leaves within-chunk prefix sums; step 2 takes a cumsum over the ``n`` chunk totals
+  (``[B, n, D]``, small) and adds each chunk's carry in one broadcast addition. About ``C + 3`` kernel calls,
+  no temporary of the input's size, and memory traffic of a few passes over the tensor. On CUDA it is
+  ``torch.cumsum`` (a native parallel scan).
+* :func:`_blockwise`: within-chunk sums as a batched matmul with a ``[C, C]`` triangular matrix plus carried
+  chunk totals (the previous fast path, kept as a second implementation for comparisons).
+
+:func:`prefix_sum` wraps :func:`scan_` in a custom autograd function that saves nothing for backward: the
+gradient of a prefix sum is the reverse (suffix) sum of the incoming gradient, computed by the same kernel.
+Low precision input (bf16/fp16) is accumulated in float32 and cast back, so sums over 16k tokens keep their
+digits. :func:`prefix_sum_reference` is the obvious float64 loop the tests compare against.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 
 CHUNK = 64
+SMALL = 32  # up to this length one [T, T] triangular matmul is the cheapest scan
 
 
 def prefix_sum_reference(x: torch.Tensor, reverse: bool = False) -> torch.Tensor:
@@ -27,18 +38,70 @@ def prefix_sum_reference(x: torch.Tensor, reverse: bool = False) -> torch.Tensor
     return out.to(x.dtype)
 
 
+def work_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Sums run in at least float32 (float64 stays float64)."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
 def _triangle(c: int, reverse: bool, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     ones = torch.ones(c, c, dtype=dtype, device=device)
     return torch.triu(ones) if reverse else torch.tril(ones)
 
 
+def scan_chunk(T: int) -> int:
+    """Rows per chunk for :func:`scan_`: a power of two near ``sqrt(T) / 2`` (8 .. 128)."""
+    c = 2 ** round(math.log2(max(1.0, math.sqrt(T) / 2)))
+    return int(min(128, max(8, c)))
+
+
+def scan_(x: torch.Tensor, reverse: bool = False, chunk: int | None = None) -> torch.Tensor:
+    """Prefix (suffix when ``reverse``) sum over dim 1 of a contiguous ``[B, T, D]`` tensor, *in place*.
+
+    Returns the result: ``x`` itself on the CPU; on CUDA (and for ``T <= 32``) a new tensor, so always use
+    the return value. ``x`` must be float32/float64 (the caller picks the accumulation precision).
+    """
+    B, T, D = x.shape
+    if x.device.type != "cpu":
+        return x.flip(1).cumsum(1).flip(1) if reverse else x.cumsum(1)
+    if T <= SMALL:
+        return torch.matmul(_triangle(T, reverse, x.dtype, x.device), x)
+    C = chunk or scan_chunk(T)
+    n = T // C
+    main = n * C
+    # the chunked part: [0, main) for a prefix sum, [T - main, T) for a suffix sum
+    body = x[:, :main] if not reverse else x[:, T - main:]
+    v = body.view(B, n, C, D)
+    if not reverse:
+        for i in range(1, C):
+            v[:, :, i].add_(v[:, :, i - 1])
+        carry = v[:, :, C - 1].cumsum(1)  # inclusive totals of chunks 0..j
+        v[:, 1:].add_(carry[:, :-1].unsqueeze(2))
+        for t in range(main, T):  # leftover rows at the end
+            x[:, t].add_(x[:, t - 1])
+    else:
+        for i in range(C - 2, -1, -1):
+            v[:, :, i].add_(v[:, :, i + 1])
+        carry = v[:, :, 0].flip(1).cumsum(1).flip(1)  # inclusive totals of chunks j..n-1
+        v[:, :-1].add_(carry[:, 1:].unsqueeze(2))
+        for t in range(T - main - 1, -1, -1):  # leftover rows at the start
+            x[:, t].add_(x[:, t + 1])
+    return x
+
+
+def _fast(x: torch.Tensor, reverse: bool) -> torch.Tensor:
+    """Out-of-place scan in the working precision, cast back to ``x.dtype``."""
+    work = work_dtype(x.dtype)
+    buf = x.to(work, copy=True).contiguous()
+    return scan_(buf, reverse).to(x.dtype)
+
+
 def _blockwise(x: torch.Tensor, reverse: bool, chunk: int = CHUNK) -> torch.Tensor:
     """Prefix (or suffix) sum over dim 1 of ``[B, T, D]`` via chunked triangular matmuls."""
     B, T, D = x.shape
-    work_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-    xw = x.to(work_dtype)
+    work = work_dtype(x.dtype)
+    xw = x.to(work)
     if T <= chunk:
-        tri = _triangle(T, reverse, work_dtype, x.device)
+        tri = _triangle(T, reverse, work, x.device)
         return torch.matmul(tri, xw).to(x.dtype)
     n = -(-T // chunk)
     pad = n * chunk - T
@@ -47,7 +110,7 @@ def _blockwise(x: torch.Tensor, reverse: bool, chunk: int = CHUNK) -> torch.Tens
         zeros = xw.new_zeros(B, pad, D)
         xw = torch.cat([zeros, xw], 1) if reverse else torch.cat([xw, zeros], 1)
     blocks = xw.view(B, n, chunk, D)
-    within = torch.matmul(_triangle(chunk, reverse, work_dtype, x.device), blocks)
+    within = torch.matmul(_triangle(chunk, reverse, work, x.device), blocks)
     if reverse:
         totals = within[:, :, 0]
         carry = totals.flip(1).cumsum(1).flip(1) - totals
@@ -62,15 +125,15 @@ def _blockwise(x: torch.Tensor, reverse: bool, chunk: int = CHUNK) -> torch.Tens
 class _PrefixSum(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D401 - autograd API
-        return _blockwise(x, reverse=False)
+        return _fast(x, reverse=False)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        return _blockwise(grad.contiguous(), reverse=True)
+        return _fast(grad, reverse=True)
 
 
 def prefix_sum(x: torch.Tensor) -> torch.Tensor:
-    """``y[:, t] = x[:, :t+1].sum(1)`` for ``x: [B, T, D]``; O(T) memory, O(T * CHUNK) flops."""
+    """``y[:, t] = x[:, :t+1].sum(1)`` for ``x: [B, T, D]``; O(T) memory, O(T D) work, nothing saved."""
     if x.dim() != 3:
         raise ValueError(f"prefix_sum expects [B, T, D], got shape {list(x.shape)}")
     return _PrefixSum.apply(x.contiguous())

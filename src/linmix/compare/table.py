@@ -1,0 +1,74 @@
+"""Aggregate per-seed results into one comparison table (markdown, CSV, JSON)."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value; NaN-free inputs expected)."""
+    clean = [v for v in values if v is not None and math.isfinite(v)]
+    if not clean:
+        return float("nan"), float("nan")
+    return statistics.fmean(clean), (statistics.stdev(clean) if len(clean) > 1 else 0.0)
+
+
+def aggregate(runs: list[dict[str, Any]], metrics: list[str], baseline: str) -> list[dict[str, Any]]:
+    """One row per candidate: params, each metric's mean/std over seeds, throughput and the speed-up.
+
+    ``runs`` hold ``candidate``, ``params``, ``d_model``, ``tokens_per_s``, ``wall_s`` and the metrics.
+    The speed-up is the candidate's mean training tokens/s over the baseline's, from the same invocation.
+    """
+    order = list(dict.fromkeys(r["candidate"] for r in runs))
+    base_speed = mean_std([r["tokens_per_s"] for r in runs if r["candidate"] == baseline])[0]
+    rows = []
+    for cand in order:
+        mine = [r for r in runs if r["candidate"] == cand]
+        row: dict[str, Any] = {"candidate": cand, "params": mine[0]["params"], "d_model": mine[0]["d_model"],
+                               "seeds": len(mine)}
+        for m in metrics:
+            row[m], row[f"{m}_std"] = mean_std([r.get(m) for r in mine])
+        row["tokens_per_s"], _ = mean_std([r["tokens_per_s"] for r in mine])
+        row["wall_s"], _ = mean_std([r["wall_s"] for r in mine])
+        row["speedup"] = row["tokens_per_s"] / base_speed if base_speed and math.isfinite(base_speed) else float("nan")
+        rows.append(row)
+    return rows
+
+
+def _fmt(value: float, std: float | None, digits: int) -> str:
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    text = f"{value:.{digits}f}"
+    return f"{text} ± {std:.{digits}f}" if std else text
+
+
+def to_markdown(rows: list[dict[str, Any]], metrics: list[str], baseline: str) -> str:
+    """A markdown table; the baseline row is marked, every metric shows mean ± std over seeds."""
+    head = ["candidate", "params", "d_model", *metrics, "train tokens/s", "wall s", "speed-up"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        name = f"{r['candidate']} (baseline)" if r["candidate"] == baseline else r["candidate"]
+        digits = {m: 4 if "acc" in m else 3 for m in metrics}
+        cells = [name, f"{r['params']:,}", str(r["d_model"]),
+                 *(_fmt(r[m], r[f"{m}_std"] if r["seeds"] > 1 else None, digits[m]) for m in metrics),
+                 f"{r['tokens_per_s']:,.0f}", f"{r['wall_s']:.0f}", f"{r['speedup']:.2f}x"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_table(out: Path, rows: list[dict[str, Any]], runs: list[dict[str, Any]], metrics: list[str],
+                baseline: str, header: str) -> str:
+    """Write ``results.md``, ``results.csv`` (one row per candidate) and ``runs.json`` (one per seed)."""
+    out.mkdir(parents=True, exist_ok=True)
+    md = header.rstrip() + "\n\n" + to_markdown(rows, metrics, baseline)
+    (out / "results.md").write_text(md)
+    with open(out / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    (out / "runs.json").write_text(json.dumps(runs, indent=2, default=str) + "\n")
+    return md

@@ -1,0 +1,357 @@
+"""The one training loop for every task: :class:`Trainer`.
+
+AdamW (weight decay on matrices only), warmup + cosine/constant LR (times the optional Q-learning
+controller's scale), gradient clipping, autocast (bf16 on CPU/CUDA, fp16 + GradScaler on CUDA), periodic
+evaluation with early stopping, atomic checkpoints, NaN/inf detection, DDP. Rank 0 alone writes files.
+The batch of step ``s`` depends only on ``(seed, s, rank)`` (see :mod:`linmix.train.tasks`), and every
+other piece of state is in the checkpoint, so a resumed run reaches the same weights as an uninterrupted
+one (bitwise on CPU).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from linmix.train import reporting
+from linmix.train.checkpoint import Checkpoint, check_finite, restore_rng_state, save_checkpoint, unflatten_optimizer_state
+from linmix.train.config import TrainConfig
+from linmix.train.distributed import DistContext, all_reduce_sum, params_in_sync
+from linmix.train.qlearning import QLearningLRController
+from linmix.train.schedules import LRSchedule
+from linmix.train.tasks import Task
+
+METRICS = "metrics.jsonl"
+SUMMARY = "summary.json"
+PLOT = "loss_curve.png"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradient became NaN/inf; the message names the step and the last good checkpoint."""
+
+
+class EarlyStopping:
+    """Tracks the best value of the monitored metric; ``should_stop`` after ``patience`` bad evaluations."""
+
+    def __init__(self, monitor: str, mode: str, patience: int) -> None:
+        self.monitor, self.mode, self.patience = monitor, mode, patience
+        self.best: float | None = None
+        self.best_step: int | None = None
+        self.best_metrics: dict[str, float] = {}
+        self.bad = 0
+
+    def update(self, metrics: dict[str, float], step: int) -> bool:
+        """Record an evaluation; returns True when it is a new best."""
+        value = metrics[self.monitor]
+        better = self.best is None or (value < self.best if self.mode == "min" else value > self.best)
+        if better and math.isfinite(value):
+            self.best, self.best_step, self.best_metrics, self.bad = value, step, dict(metrics), 0
+            return True
+        self.bad += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        return self.patience > 0 and self.bad >= self.patience
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_step": self.best_step, "best_metrics": self.best_metrics, "bad": self.bad}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.best_step = state["best"], state["best_step"]
+        self.best_metrics, self.bad = dict(state["best_metrics"]), int(state["bad"])
+
+
+class Trainer:
+    """Trains ``model`` on ``task`` as ``config`` says; :meth:`fit` returns the summary dict.
+
+    ``config`` must be resolved; ``total_steps`` defaults to ``config.steps``. ``run_dir`` (rank 0)
+    receives metrics, checkpoints, the summary and the plot; ``None`` trains without writing anything. ``checkpoint`` (from
+    :func:`~linmix.train.checkpoint.load_checkpoint`) continues a previous run exactly.
+    """
+
+    def __init__(self, model: torch.nn.Module, task: Task, config: TrainConfig, run_dir: str | Path | None,
+                 device: torch.device, ctx: DistContext | None = None, tokenizer: Any = None,
+                 checkpoint: Checkpoint | None = None, info: dict[str, Any] | None = None,
+                 total_steps: int | None = None) -> None:
+        if total_steps is None:
+            if config.steps is None:
+                raise ValueError("Trainer needs total_steps or config.steps")
+            total_steps = config.steps
+        self.config, self.task, self.device = config, task, device
+        self.total_steps = int(total_steps)
+        self.ctx = ctx or DistContext()
+        self.run_dir = Path(run_dir) if run_dir is not None and self.ctx.is_main else None
+        self.tokenizer, self.info = tokenizer, dict(info or {})
+        dtype = torch.float64 if config.dtype == "float64" else torch.float32
+        self.model = model.to(device=device, dtype=dtype)
+        self.ddp: torch.nn.Module = self.model
+        if self.ctx.enabled:
+            self.ddp = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
+        self.optimizer = torch.optim.AdamW(_param_groups(self.model, config.weight_decay), lr=config.lr,
+                                           betas=(0.9, 0.95))
+        self.schedule = LRSchedule(config.schedule, config.lr, config.warmup, self.total_steps, config.min_lr_ratio)
+        self.controller = (QLearningLRController.from_options(config.controller_options, config.seed)
+                           if config.lr_controller == "qlearning" else None)
+        self.autocast_dtype = autocast_dtype(config.amp, device)
+        self.scaler = torch.amp.GradScaler("cuda") if config.amp == "fp16" else None
+        self.stopper = EarlyStopping(task.monitor, task.mode, config.patience)
+        self.step = 0
+        self.wall_before = 0.0
+        self.tokens_seen = 0
+        self.last_checkpoint: Path | None = None
+        self.last_checkpoint_step: int | None = None
+        self.history: dict[str, list[tuple[int, float]]] = {"train": [], "val": []}
+        if checkpoint is not None:
+            self._restore(checkpoint)
+        elif self.run_dir is not None and (self.run_dir / METRICS).exists():
+            reporting.truncate_metrics(self.run_dir / METRICS, 0)  # resumed before the first checkpoint
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def lr_at(self, step: int) -> float:
+        scale = self.controller.scale if self.controller is not None else 1.0
+        return self.schedule(step) * scale
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "config": self.config.to_dict(),
+            "schedule": self.schedule.state_dict(),
+            "data": {**self.task.position(self.step), "seed": self.config.seed},
+            "controller": self.controller.state_dict() if self.controller is not None else None,
+            "early_stopping": self.stopper.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "world_size": self.ctx.world_size,
+            "wall_time_s": self.wall_before + (time.perf_counter() - self._t0),
+            "tokens_seen": self.tokens_seen,
+        }
+
+    def _restore(self, ckpt: Checkpoint) -> None:
+        state = ckpt.state
+        if state["world_size"] != self.ctx.world_size:
+            raise ValueError(f"{ckpt.path} was written by a {state['world_size']}-process run; resume it with "
+                             f"the same number of processes (this is {self.ctx.world_size})")
+        saved_spe = state["data"]["steps_per_epoch"]
+        if saved_spe != self.task.steps_per_epoch:
+            raise ValueError(f"the data changed since {ckpt.path} was written ({saved_spe} batches per epoch "
+                             f"then, {self.task.steps_per_epoch} now); resume needs the same dataset")
+        from safetensors.torch import load_model
+
+        load_model(self.model, str(ckpt.path / "model.safetensors"), strict=True, device=str(self.device))
+        self.optimizer.load_state_dict(unflatten_optimizer_state(ckpt.optimizer_tensors, state["optimizer"]))
+        if self.controller is not None and state.get("controller"):
+            self.controller.load_state_dict(state["controller"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.stopper.load_state_dict(state["early_stopping"])
+        self.step = ckpt.step
+        self.wall_before = float(state.get("wall_time_s", 0.0))
+        self.tokens_seen = int(state.get("tokens_seen", 0))
+        self.last_checkpoint, self.last_checkpoint_step = ckpt.path, ckpt.step
+        restore_rng_state(ckpt.rng_tensors, state["rng"])
+        if self.run_dir is not None:
+            self.history = reporting.truncate_metrics(self.run_dir / METRICS, ckpt.step)
+
+    # ------------------------------------------------------------------ loop
+
+    def fit(self) -> dict[str, Any]:
+        """Train to ``total_steps`` (or early stop / divergence); returns the summary (also in summary.json)."""
+        self._t0 = time.perf_counter()
+        self._window = _Window()
+        status, message = "completed", ""
+        self._bar = reporting.progress_bar(self.total_steps, self.step, enabled=self.ctx.is_main and self.config.progress)
+        self.ddp.train()
+        try:
+            while self.step < self.total_steps:
+                stop = self._train_step()
+                if stop:
+                    status = "early_stopped"
+                    message = (f"early stop at step {self.step}: {self.stopper.monitor} did not improve for "
+                               f"{self.config.patience} evaluations (best {self.stopper.best:.4f} at step "
+                               f"{self.stopper.best_step})")
+                    break
+        except TrainingDiverged as err:
+            self._bar.close()
+            self._finish("diverged", str(err), final_metrics=None)
+            raise
+        self._bar.close()
+        final = self.evaluate(None)
+        self._log({"type": "final", "step": self.step, **final})
+        if self.run_dir is not None:
+            self.model.save_pretrained(self.run_dir)  # type: ignore[attr-defined]
+        return self._finish(status, message, final)
+
+    def _train_step(self) -> bool:
+        """One optimizer step, then logging / evaluation / checkpoint as due; True = stop early."""
+        cfg, step = self.config, self.step
+        lr = self.lr_at(step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        batch = self.task.train_batch(step, self.device)
+        with self._autocast():
+            loss = self.task.loss(self.ddp, batch)
+        # the mean over ranks: what is logged, what the controller sees, and the same NaN verdict everywhere
+        global_loss = float(all_reduce_sum(loss.detach().double().cpu().reshape(1), self.ctx)[0]) / self.ctx.world_size
+        if not math.isfinite(global_loss):
+            self._diverged(step, f"the training loss is {global_loss}")
+        grad_norm = self._backward_and_step(loss, step)
+        self.step = step + 1
+        tokens = self.task.tokens(batch) * self.ctx.world_size
+        self.tokens_seen += tokens
+        if self.controller is not None:
+            self.controller.update(global_loss)
+        self._window.add(global_loss, tokens)
+        if self.step % cfg.log_every == 0 or self.step == self.total_steps:
+            self._log_train(lr, grad_norm)
+        self._bar.update(1)
+        stop = False
+        if self.step % cfg.eval_every == 0 or self.step == self.total_steps:
+            metrics = self.evaluate(cfg.eval_batches)
+            improved = self.stopper.update(metrics, self.step)
+            self._log({"type": "eval", "step": self.step, **metrics, "best": improved})
+            self.history["val"].append((self.step, metrics["val_loss"]))
+            if self.ctx.is_main and cfg.progress:
+                self._bar.write(reporting.eval_line(self.step, metrics, improved))
+            stop = self.stopper.should_stop
+        if self.step % cfg.checkpoint_every == 0 or self.step == self.total_steps or stop:
+            self.save_checkpoint()
+        return stop
+
+    def _log_train(self, lr: float, grad_norm: float) -> None:
+        now = time.perf_counter()
+        mean_loss, tps = self._window.flush(now)
+        self._log({"type": "train", "step": self.step, "loss": mean_loss, "lr": lr, "grad_norm": grad_norm,
+                   "tokens_per_s": tps, "epoch": self.step / self.task.steps_per_epoch,
+                   "elapsed_s": self.wall_before + now - self._t0})
+        self.history["train"].append((self.step, mean_loss))
+        self._bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tps:,.0f}", refresh=False)
+
+    def _backward_and_step(self, loss: torch.Tensor, step: int) -> float:
+        cfg = self.config
+        self.optimizer.zero_grad(set_to_none=True)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+            norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+            self.scaler.step(self.optimizer)  # skips the step itself when the scaled gradients overflowed
+            self.scaler.update()
+            return float(norm)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+        if not torch.isfinite(norm):
+            self._diverged(step, f"the gradient norm is {float(norm)}")
+        self.optimizer.step()
+        return float(norm)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+
+    @torch.no_grad()
+    def evaluate(self, limit: int | None) -> dict[str, float]:
+        """Validation metrics over ``limit`` batches per rank (``None`` = the whole split), summed over ranks."""
+        self.model.eval()
+        sums: dict[str, float] = {}
+        try:
+            for batch in self.task.eval_batches(limit, self.device):
+                with self._autocast():
+                    for key, value in self.task.eval_sums(self.model, batch).items():
+                        sums[key] = sums.get(key, 0.0) + value
+        finally:
+            self.ddp.train()
+        keys = sorted(self.task.sum_keys)
+        totals = all_reduce_sum(torch.tensor([sums.get(k, 0.0) for k in keys], dtype=torch.float64), self.ctx)
+        return self.task.finalize({k: float(v) for k, v in zip(keys, totals)})
+
+    def save_checkpoint(self) -> Path | None:
+        """Rank 0 writes a checkpoint of the current step (and refreshes the run dir's model)."""
+        try:
+            check_finite(self.model)  # on every rank, so that all of them stop together
+        except FloatingPointError as err:
+            self._diverged(self.step - 1, f"the weights hold NaN/inf ({err})")
+        if self.run_dir is None:
+            return None
+        path = save_checkpoint(self.run_dir, self.step, self.model, self.optimizer, self._state(),
+                               tokenizer=self.tokenizer)
+        self.model.save_pretrained(self.run_dir)  # type: ignore[attr-defined]
+        self.last_checkpoint, self.last_checkpoint_step = path, self.step
+        return path
+
+    # ------------------------------------------------------------------ reporting
+
+    def _diverged(self, step: int, what: str) -> None:
+        if self.last_checkpoint is not None:
+            kept = (f"the last good checkpoint (step {self.last_checkpoint_step}, {self.last_checkpoint}) was kept "
+                    "and the run directory's model is that one")
+        else:
+            kept = "no checkpoint had been written yet"
+        raise TrainingDiverged(f"training diverged at step {step + 1}: {what}; stopped. {kept}. "
+                               "Lower --lr (or --grad-clip) and start a new run.")
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if self.run_dir is not None:
+            with open(self.run_dir / METRICS, "a") as f:
+                f.write(json.dumps(record, allow_nan=True) + "\n")
+
+    def _finish(self, status: str, message: str, final_metrics: dict[str, float] | None) -> dict[str, Any]:
+        wall = self.wall_before + time.perf_counter() - self._t0
+        summary = reporting.build_summary(
+            config=self.config, status=status, message=message, steps_done=self.step, total_steps=self.total_steps,
+            steps_per_epoch=self.task.steps_per_epoch, wall_time_s=wall, parameters=self.num_parameters,
+            best=self.stopper.state_dict() | {"metric": self.stopper.monitor, "mode": self.stopper.mode},
+            final=final_metrics, tokens_seen=self.tokens_seen, device=self.device, world_size=self.ctx.world_size,
+            last_checkpoint=str(self.last_checkpoint) if self.last_checkpoint else None,
+            lr_scale=self.controller.scale if self.controller is not None else None,
+            extra={**self.info, "ranks_in_sync": params_in_sync(self.model, self.ctx)})
+        if self.run_dir is not None:
+            reporting.write_summary(self.run_dir / SUMMARY, summary)
+            reporting.plot_losses(self.history, self.run_dir / PLOT, title=f"{self.config.task} {self.config.dataset} "
+                                  f"[{self.config.layers}]")
+        return summary
+
+
+class _Window:
+    """Running mean loss and token rate between two log lines."""
+
+    def __init__(self) -> None:
+        self.loss, self.n, self.tokens, self.t0 = 0.0, 0, 0, time.perf_counter()
+
+    def add(self, loss: float, tokens: int) -> None:
+        self.loss, self.n, self.tokens = self.loss + loss, self.n + 1, self.tokens + tokens
+
+    def flush(self, now: float) -> tuple[float, float]:
+        mean, rate = self.loss / max(self.n, 1), self.tokens / max(now - self.t0, 1e-9)
+        self.loss, self.n, self.tokens, self.t0 = 0.0, 0, 0, now
+        return mean, rate
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Decay matrices (dim >= 2); leave biases, norms and 1-D scales undecayed."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    other = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": other, "weight_decay": 0.0}]
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``--amp`` on ``device`` (``None`` = off); ``ValueError`` when unsupported."""
+    if amp == "none":
+        return None
+    if amp == "bf16":
+        if device.type not in ("cpu", "cuda"):
+            raise ValueError(f"--amp bf16 needs a CPU or CUDA device, not {device.type}")
+        return torch.bfloat16
+    if device.type != "cuda":
+        raise ValueError("--amp fp16 needs CUDA (it uses a GradScaler); use --amp bf16 on CPU")
+    return torch.float16
