@@ -6,6 +6,7 @@ import random
 from pathlib import Path
 
 import pytest
+import torch
 
 from train_helpers import WORDS, fake_play
 
@@ -30,7 +31,8 @@ def tiny_root(tmp_path_factory) -> Path:
         rows = []
         for _ in range(n):
             label = rng.randrange(4)
-            words = [rng.choice(topics[label]) if rng.random() < 0.4 else rng.choice(WORDS) for _ in range(rng.randint(5, 20))]
+            words = [rng.choice(topics[label]) if rng.random() < 0.4 else rng.choice(WORDS)
+                     for _ in range(rng.randint(5, 20))]
             rows.append({"text": " ".join(words), "label": label})
         return rows
 
@@ -59,3 +61,12 @@ def tiny_root(tmp_path_factory) -> Path:
     _write_jsonl(cl / "train.jsonl", reviews(300))
     _write_jsonl(cl / "test.jsonl", reviews(80))
     return root
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models gain nothing from more threads, and oversubscribed threads are slow on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -57,7 +57,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_root, tmp_path):
         trainer.fit()
     message = str(info.value)
     assert "diverged at step 26" in message and "nan" in message
-    assert "last good checkpoint (step 20" in message
+    assert "The last good checkpoint (step 20" in message
     ckpt = load_checkpoint(out)
     assert ckpt.step == 20
     weights = load_file(str(ckpt.path / "model.safetensors"))

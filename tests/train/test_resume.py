@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import time
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_helpers import PYTHON, TINY_LM
+from train_helpers import PYTHON, SUBPROCESS_ENV, TINY_LM
 from safetensors.torch import load_file
 
 from linmix.train import TrainConfig, build_trainer, load_checkpoint
@@ -44,7 +43,7 @@ def test_killed_subprocess_resumes_to_identical_weights(tiny_root, tmp_path):
         return [PYTHON, "-m", "linmix.cli", "train", "lm", "--data-dir", str(tiny_root), "--out", str(out), *TINY_LM,
                 "--steps", str(steps), "--eval-every", "25", "--eval-batches", "2", "--seed", "3", "--dropout", "0.1"]
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = SUBPROCESS_ENV
     full, killed = tmp_path / "full", tmp_path / "killed"
     victim = subprocess.Popen(command(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from train_helpers import PYTHON, TINY_LM
+from train_helpers import PYTHON, SUBPROCESS_ENV, TINY_LM
 
 from linmix.cli import main
 
@@ -135,7 +135,7 @@ def test_sample_streams_from_run_dir_and_checkpoint_dir(tiny_run, capsys):
 def test_sample_subprocess_streams_and_learned_the_format(tiny_run):
     result = subprocess.run([PYTHON, "-m", "linmix.cli", "sample", "--checkpoint", str(tiny_run), "--prompt",
                              "KING:\n", "--max-new-tokens", "300", "--temperature", "0.5", "--no-prompt-echo"],
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, text=True, timeout=120, env=SUBPROCESS_ENV)
     assert result.returncode == 0, result.stderr
     text = result.stdout
     assert len(text) == 301
@@ -151,11 +151,13 @@ def test_train_summary_is_printed(tiny_root, tmp_path, capsys):
     assert cfg["steps"] == 4 and cfg["tokenizer"] == "char" and cfg["max_len"] == 32
 
 
-def test_diverged_run_exits_1_with_one_line(tiny_root, tmp_path):
+@pytest.mark.parametrize("lr", ["1e30", "1e38"])  # NaN loss at step 2; an optimizer overflow at step 1
+def test_diverged_run_exits_1_with_one_line(lr, tiny_root, tmp_path):
     result = subprocess.run([PYTHON, "-m", "linmix.cli", "train", "lm", "--data-dir", str(tiny_root), "--out",
-                             str(tmp_path / "nan"), *TINY_LM, "--steps", "30", "--warmup", "0", "--lr", "1e38",
-                             "--eval-every", "1", "--grad-clip", "0"], capture_output=True, text=True, timeout=120)
+                             str(tmp_path / "nan"), *TINY_LM, "--steps", "30", "--warmup", "0", "--lr", lr,
+                             "--eval-every", "1", "--grad-clip", "0"], capture_output=True, text=True, timeout=120,
+                            env=SUBPROCESS_ENV)
     assert result.returncode == 1, result.stderr
-    lines = result.stderr.strip().splitlines()
     assert "Traceback" not in result.stderr
-    assert lines[-1].startswith("linmix train: error: training diverged at step")
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("linmix train: error: training diverged at step"), lines

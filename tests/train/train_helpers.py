@@ -1,6 +1,7 @@
 """Helpers shared by the training tests (a unique module name, importable from every test file here)."""
 from __future__ import annotations
 
+import os
 import random
 import sys
 
@@ -28,3 +29,5 @@ TINY_LM = ["--d-model", "32", "--n-heads", "2", "--layers", "summation,attention
 
 
 PYTHON = sys.executable
+#: environment of linmix subprocesses: one thread each (tiny models; the test machine may be busy)
+SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}

@@ -30,7 +30,7 @@ from torch import nn
 
 from linmix.mixers.base import Mixer, State
 from linmix.mixers.registry import register
-from linmix.ops.fftconv import causal_conv_reference, causal_fft_conv_btd
+from linmix.ops.fftconv import causal_conv_reference, causal_fft_conv_btd, circular_filter_btd
 
 INIT_NOISE = 0.02
 KERNEL_DECAY = 16.0  # lag scale (in tokens) of the initial kernel noise: long lags start near zero
@@ -95,12 +95,8 @@ class SpectralMixer(Mixer):
 
     def _filter_fft(self, x: torch.Tensor) -> torch.Tensor:
         """Bidirectional path: circular per-channel filtering through rfft/irfft over T."""
-        T = x.shape[1]
-        work = _work_dtype(x.dtype)
-        h_re, h_im = self.filter_for(T)
-        h = torch.complex(h_re.to(work), h_im.to(work)).transpose(0, 1)  # [n, D]
-        xf = torch.fft.rfft(x.to(work), dim=1, norm="ortho")
-        return torch.fft.irfft(xf * h, n=T, dim=1, norm="ortho").to(x.dtype)
+        h_re, h_im = self.filter_for(x.shape[1])
+        return circular_filter_btd(x, h_re, h_im)
 
     def _convolve(self, x: torch.Tensor) -> torch.Tensor:
         """Causal path: FFT long convolution on the contiguous [B, D, T] layout."""

@@ -64,6 +64,7 @@ class SumMixer(Mixer):
         self.pos = nn.Parameter(torch.randn(max_len, d_model) * 0.02) if positional else None
         self.proj = nn.ModuleList(nn.Linear(d_model, d_model, bias=False) for _ in range(depth))
         self.out = nn.Linear(d_model, d_model, bias=False) if out_proj else None
+        self._divisor_cache: dict = {}  # (T, device, dtype, ...) -> counts to divide by (not state)
 
     # ------------------------------------------------------------------------------------ pieces
     def features(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
@@ -112,10 +113,8 @@ class SumMixer(Mixer):
         """
         if self.noise_std > 0 and self.training:
             return self.mix_composed(x, padding_mask)
-        T = x.shape[1]
         count = self._divisor(x, padding_mask)
-        p = self.pos[:T] if self.pos is not None else None
-        return sum_mix(x, p, count, self.out.weight if self.out is not None else None,
+        return sum_mix(x, self.pos, count, self.out.weight if self.out is not None else None,
                        [layer.weight for layer in self.proj], self.pos_bias, self.activation, self.causal)
 
     def _divisor(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor | None:
@@ -125,8 +124,17 @@ class SumMixer(Mixer):
         work = accumulation_dtype(x.dtype)
         if padding_mask is None:
             T = x.shape[1]
-            n = torch.arange(1, T + 1, device=x.device, dtype=work).view(1, T, 1)
-            c = n if self.causal else torch.full((1, 1, 1), float(T), device=x.device, dtype=work)
+            key = (T, x.device, work, self.causal, self.normalize)
+            cache = self.__dict__.setdefault("_divisor_cache", {})
+            cached = cache.get(key)
+            if cached is None:  # every call at this length divides by the same [1, T, 1] counts
+                n = torch.arange(1, T + 1, device=x.device, dtype=work).view(1, T, 1)
+                c = n if self.causal else torch.full((1, 1, 1), float(T), device=x.device, dtype=work)
+                cached = c if self.normalize == "count" else c.sqrt()
+                if len(cache) > 8:
+                    cache.clear()
+                cache[key] = cached
+            return cached
         else:
             c = self._counts(x, padding_mask).to(work).clamp(min=1)
         return c if self.normalize == "count" else c.sqrt()

@@ -11,9 +11,10 @@ with ``X, K, G`` the zero-padded spectra of ``x``, ``k`` and the output gradient
     y  = irfft(X K)[:T]                 dL/dx = irfft(G conj(K))[:T]          dL/dk = irfft(sum_b G conj(X))[:T]
 
 so a forward+backward costs six FFTs, the spectra ``X, K`` are saved (not recomputed), the batch sum of
-``dL/dk`` happens in the frequency domain (one inverse FFT per channel, not per sequence), and the layout
-change ``[B, T, D] <-> [B, D, T]`` rides on the copies the zero padding and the output slice make anyway
-(:func:`causal_fft_conv_btd`). :func:`causal_conv_reference` is the explicit Toeplitz product the tests
+``dL/dk`` happens in the frequency domain (one inverse FFT per channel, not per sequence), no conjugate is
+materialised (see :class:`_CausalFFTConv`), and the layout change ``[B, T, D] <-> [B, D, T]`` rides on the
+copies the zero padding and the gradient gather make anyway; the forward output in ``[B, T, D]`` layout is a
+transposed view that the output projection's matmul reads directly (:func:`causal_fft_conv_btd`). :func:`causal_conv_reference` is the explicit Toeplitz product the tests
 compare against.
 """
 from __future__ import annotations
@@ -34,7 +35,12 @@ def _work(dtype: torch.dtype) -> torch.dtype:
 
 
 class _CausalFFTConv(torch.autograd.Function):
-    """``x`` in ``[B, D, T]`` (``btd=False``) or ``[B, T, D]`` (``btd=True``) layout; ``kernel: [D, T]``."""
+    """``x`` in ``[B, D, T]`` (``btd=False``) or ``[B, T, D]`` (``btd=True``) layout; ``kernel: [D, T]``.
+
+    Backward without conjugate copies: ``irfft(G conj(Z))[t] = irfft(conj(G) Z)[(-t) mod n]`` for real
+    signals, so the output gradient's spectrum is conjugated once, in place, and both gradients are read
+    back time-reversed (the gather that changes the layout anyway).
+    """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, kernel: torch.Tensor, btd: bool) -> torch.Tensor:  # noqa: D401
@@ -48,12 +54,15 @@ class _CausalFFTConv(torch.autograd.Function):
         prod = xf * kf if need_grad else xf.mul_(kf)
         y = torch.fft.irfft(prod, n=n)[..., :T]
         del prod
-        y = y.transpose(1, 2).contiguous() if btd else y.contiguous()
         if need_grad:
             ctx.save_for_backward(xf, kf)
         ctx.btd, ctx.T, ctx.n = btd, T, n
         ctx.dtypes = (x.dtype, kernel.dtype)
-        return y.to(x.dtype)
+        if btd:
+            # a [B, T, D] view of the [B, D, n] result: the next matmul reads it transposed, no copy
+            y = y.transpose(1, 2)
+            return y if y.dtype == x.dtype else y.to(x.dtype)
+        return y.contiguous().to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
@@ -61,18 +70,24 @@ class _CausalFFTConv(torch.autograd.Function):
         T, n, btd = ctx.T, ctx.n, ctx.btd
         work = xf.real.dtype
         gt = grad.transpose(1, 2) if btd else grad
-        gf = torch.fft.rfft(gt.to(work), n=n)
+        gf = torch.fft.rfft(gt.to(work), n=n).conj_physical_()  # conj(G), in place
         gx = gk = None
         if ctx.needs_input_grad[1]:
-            cross = gf * xf.conj()
+            cross = xf * gf  # saved tensors stay untouched (backward may run twice with retain_graph)
             cross = cross[0] if cross.shape[0] == 1 else cross.sum(0)
-            gk = torch.fft.irfft(cross, n=n)[..., :T].to(ctx.dtypes[1])
+            gk = _time_reversed(torch.fft.irfft(cross, n=n), T).to(ctx.dtypes[1])
             del cross
         if ctx.needs_input_grad[0]:
-            gx = torch.fft.irfft(gf.mul_(kf.conj()), n=n)[..., :T]
-            gx = gx.transpose(1, 2).contiguous() if btd else gx.contiguous()
+            gx = _time_reversed(torch.fft.irfft(gf.mul_(kf), n=n), T)  # [B, D, T]
+            gx = gx.transpose(1, 2).contiguous() if btd else gx
             gx = gx.to(ctx.dtypes[0])
         return gx, gk, None
+
+
+def _time_reversed(full: torch.Tensor, T: int) -> torch.Tensor:
+    """``out[..., t] = full[..., (-t) mod n]`` for ``t < T`` (a flip of the tail, the head stays), contiguous."""
+    n = full.shape[-1]
+    return torch.cat([full[..., :1], full[..., n - T + 1:].flip(-1)], dim=-1)
 
 
 def _check(x: torch.Tensor, kernel: torch.Tensor, T: int) -> None:
@@ -87,7 +102,7 @@ def causal_fft_conv(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
 
 
 def causal_fft_conv_btd(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """The same convolution for ``x: [B, T, D]`` (returns ``[B, T, D]``, contiguous), no transposed copies."""
+    """The same convolution for ``x: [B, T, D]``; returns ``[B, T, D]`` (a transposed view: no copy made)."""
     _check(x, kernel, x.shape[1])
     return _CausalFFTConv.apply(x, kernel, True)
 
@@ -101,6 +116,58 @@ def causal_fft_conv_autograd(x: torch.Tensor, kernel: torch.Tensor) -> torch.Ten
     xf = torch.fft.rfft(x.to(work), n=n)
     kf = torch.fft.rfft(kernel.to(work), n=n)
     return torch.fft.irfft(xf * kf, n=n)[..., :T].to(x.dtype)
+
+
+class _CircularFilter(torch.autograd.Function):
+    """``y = irfft(H rfft(x, ortho), n=T, ortho)`` over T of ``x: [B, T, D]``; ``H = h_re + i h_im: [D, T//2+1]``.
+
+    Adjoint (with ``c_k = 1`` at DC and Nyquist, 2 elsewhere, the weights of the Hermitian half-spectrum that
+    irfft sums): ``dL/dx = irfft(conj(H) rfft(g))``, ``dL/dH = sum_b c rfft(g) conj(X)``.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, h_re: torch.Tensor, h_im: torch.Tensor) -> torch.Tensor:  # noqa: D401
+        T = x.shape[1]
+        work = _work(x.dtype)
+        xt = x.transpose(1, 2).to(work).contiguous()  # FFT over the contiguous last axis
+        xf = torch.fft.rfft(xt, norm="ortho")
+        del xt
+        h = torch.complex(h_re.to(work), h_im.to(work))
+        need_grad = any(ctx.needs_input_grad)
+        y = torch.fft.irfft(xf * h if need_grad else xf.mul_(h), n=T, norm="ortho")
+        if need_grad:
+            ctx.save_for_backward(xf, h)
+        ctx.T, ctx.dtypes = T, (x.dtype, h_re.dtype, h_im.dtype)
+        return y.transpose(1, 2).contiguous().to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        xf, h = ctx.saved_tensors
+        T = ctx.T
+        work = xf.real.dtype
+        # conj(G) in place, so no conjugate is materialised: G conj(X) = conj(conj(G) X) and
+        # irfft(conj(H) G)[t] = irfft(H conj(G))[(-t) mod T] (a time reversal on the circle)
+        gf = torch.fft.rfft(grad.transpose(1, 2).to(work).contiguous(), norm="ortho").conj_physical_()
+        gx = g_re = g_im = None
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            cross = gf * xf  # = conj(G conj(X))
+            cross = cross[0] if cross.shape[0] == 1 else cross.sum(0)
+            cross[..., 1:] *= 2
+            if T % 2 == 0:
+                cross[..., -1] /= 2  # Nyquist bin counted once
+            g_re, g_im = cross.real.to(ctx.dtypes[1]), (-cross.imag).to(ctx.dtypes[2])
+        if ctx.needs_input_grad[0]:
+            gx = _time_reversed(torch.fft.irfft(gf.mul_(h), n=T, norm="ortho"), T)  # [B, D, T]
+            gx = gx.transpose(1, 2).contiguous().to(ctx.dtypes[0])
+        return gx, g_re, g_im
+
+
+def circular_filter_btd(x: torch.Tensor, h_re: torch.Tensor, h_im: torch.Tensor) -> torch.Tensor:
+    """``irfft(H * rfft(x, dim=T, norm="ortho"), n=T, norm="ortho")`` for ``x: [B, T, D]``, ``H: [D, T//2+1]``."""
+    n = x.shape[1] // 2 + 1
+    if h_re.shape != (x.shape[2], n) or h_im.shape != h_re.shape:
+        raise ValueError(f"filter must have shape [D, T//2+1] = {[x.shape[2], n]}, got {list(h_re.shape)}")
+    return _CircularFilter.apply(x, h_re, h_im)
 
 
 def causal_conv_reference(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:

@@ -3,12 +3,11 @@
 ``torch.cumsum`` over dim 1 of a ``[B, T, D]`` tensor walks T serially with a stride of D; on a CPU it is
 several times slower than the matmuls around it. Two faster forms live here:
 
-* :func:`scan_` (the fast path, in place): T is cut into ``n`` chunks of ``C ~ sqrt(T)/2`` rows. Step 1 runs
-  ``C - 1`` vectorised row additions, each over *all* chunks at once (row ``i`` of every chunk += row
-  ``i - 1``), which leaves within-chunk prefix sums; step 2 takes a cumsum over the ``n`` chunk totals
-  (``[B, n, D]``, small) and adds each chunk's carry in one broadcast addition. About ``C + 3`` kernel calls,
-  no temporary of the input's size, and memory traffic of a few passes over the tensor. On CUDA it is
-  ``torch.cumsum`` (a native parallel scan).
+* :func:`scan_` (the fast path, in place): T is cut into ``n`` chunks of ``C ~ sqrt(T)/2`` rows; one
+  reduction gives the chunk totals, a cumsum over those (``[B, n, D]``, small) each chunk's carry, and
+  ``C`` vectorised row additions, each over *all* chunks at once (row ``i`` of every chunk += row ``i - 1``),
+  finish the job. About ``C + 4`` kernel calls, no temporary of the input's size, two reads and one write
+  per element. On CUDA it is ``torch.cumsum`` (a native parallel scan).
 * :func:`_blockwise`: within-chunk sums as a batched matmul with a ``[C, C]`` triangular matrix plus carried
   chunk totals (the previous fast path, kept as a second implementation for comparisons).
 
@@ -59,6 +58,12 @@ def scan_(x: torch.Tensor, reverse: bool = False, chunk: int | None = None) -> t
 
     Returns the result: ``x`` itself on the CPU; on CUDA (and for ``T <= 32``) a new tensor, so always use
     the return value. ``x`` must be float32/float64 (the caller picks the accumulation precision).
+
+    CPU algorithm (T = n chunks of C rows, plus a few leftover rows): the chunk totals come from one
+    reduction and their exclusive cumsum (``[B, n, D]``, small) is each chunk's carry; row 0 of every chunk
+    gets its carry, then a loop over the C row positions adds row i-1 (still in cache) to row i of *every*
+    chunk at once. About ``C + 4`` kernel calls, one read for the totals plus one read and one write per
+    element, no temporary of the input's size.
     """
     B, T, D = x.shape
     if x.device.type != "cpu":
@@ -68,23 +73,18 @@ def scan_(x: torch.Tensor, reverse: bool = False, chunk: int | None = None) -> t
     C = chunk or scan_chunk(T)
     n = T // C
     main = n * C
-    # the chunked part: [0, main) for a prefix sum, [T - main, T) for a suffix sum
-    body = x[:, :main] if not reverse else x[:, T - main:]
-    v = body.view(B, n, C, D)
-    if not reverse:
-        for i in range(1, C):
-            v[:, :, i].add_(v[:, :, i - 1])
-        carry = v[:, :, C - 1].cumsum(1)  # inclusive totals of chunks 0..j
-        v[:, 1:].add_(carry[:, :-1].unsqueeze(2))
-        for t in range(main, T):  # leftover rows at the end
-            x[:, t].add_(x[:, t - 1])
-    else:
-        for i in range(C - 2, -1, -1):
-            v[:, :, i].add_(v[:, :, i + 1])
-        carry = v[:, :, 0].flip(1).cumsum(1).flip(1)  # inclusive totals of chunks j..n-1
-        v[:, :-1].add_(carry[:, 1:].unsqueeze(2))
-        for t in range(T - main - 1, -1, -1):  # leftover rows at the start
-            x[:, t].add_(x[:, t + 1])
+    lo = T - main if reverse else 0  # the chunked rows are [lo, lo + main); the rest is done row by row
+    v = x[:, lo:lo + main].view(B, n, C, D)
+    totals = v.sum(2)
+    inclusive = totals.flip(1).cumsum(1).flip(1) if reverse else totals.cumsum(1)
+    prev = None
+    for i in (range(C - 1, -1, -1) if reverse else range(C)):
+        v[:, :, i].add_(inclusive - totals if prev is None else v[:, :, prev])  # the first row takes the carry
+        prev = i
+    run = (inclusive[:, 0] if reverse else inclusive[:, -1]).clone()  # the total of every chunk
+    for t in (range(T - main - 1, -1, -1) if reverse else range(main, T)):  # leftover rows
+        run.add_(x[:, t])
+        x[:, t].copy_(run)
     return x
 
 

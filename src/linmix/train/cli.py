@@ -106,7 +106,9 @@ def _add_train_options(p: argparse.ArgumentParser, task: str) -> None:
     add("--device", help="auto (CUDA if available), cpu, cuda or cuda:N (default auto)")
     add("--data-dir", metavar="DIR", help="data root (default $LINMIX_DATA, then ~/.cache/linmix)")
     add("--lr-controller", choices=CONTROLLERS,
-        help="'qlearning' adapts the LR by tabular Q-learning over the loss trend (default none)")
+        help="'qlearning': every 20 steps a tabular Q-learner (state: binned loss trend; actions: LR x "
+             "0.5/0.9/1/1.1/1.5; reward: relative loss improvement; epsilon-greedy 0.1, seeded) rescales the "
+             "schedule's LR within x0.05..x5; see linmix.train.qlearning (default none)")
     add("--quiet", action="store_true", help="no progress bar")
 
 

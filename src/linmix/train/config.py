@@ -120,7 +120,8 @@ class TrainConfig:
         if not isinstance(self.warmup, int) or self.warmup < 0:
             raise ValueError(f"--warmup must be a non-negative integer, got {self.warmup!r}")
         if not isinstance(self.patience, int) or self.patience < 0:
-            raise ValueError(f"--patience must be a non-negative integer (0 = no early stopping), got {self.patience!r}")
+            raise ValueError(f"--patience must be a non-negative integer (0 = no early stopping), "
+                             f"got {self.patience!r}")
         if not (_finite(self.min_lr_ratio) and 0 <= self.min_lr_ratio <= 1):
             raise ValueError(f"min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio!r}")
         if not (_finite(self.weight_decay) and self.weight_decay >= 0):

@@ -20,7 +20,8 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from linmix.train import reporting
-from linmix.train.checkpoint import Checkpoint, check_finite, restore_rng_state, save_checkpoint, unflatten_optimizer_state
+from linmix.train.checkpoint import (Checkpoint, check_finite, restore_rng_state, save_checkpoint,
+                                     unflatten_optimizer_state)
 from linmix.train.config import TrainConfig
 from linmix.train.distributed import DistContext, all_reduce_sum, params_in_sync
 from linmix.train.qlearning import QLearningLRController
@@ -72,8 +73,8 @@ class Trainer:
     """Trains ``model`` on ``task`` as ``config`` says; :meth:`fit` returns the summary dict.
 
     ``config`` must be resolved; ``total_steps`` defaults to ``config.steps``. ``run_dir`` (rank 0)
-    receives metrics, checkpoints, the summary and the plot; ``None`` trains without writing anything. ``checkpoint`` (from
-    :func:`~linmix.train.checkpoint.load_checkpoint`) continues a previous run exactly.
+    receives metrics, checkpoints, the summary and the plot; ``None`` trains without writing anything.
+    ``checkpoint`` (from :func:`~linmix.train.checkpoint.load_checkpoint`) continues a previous run exactly.
     """
 
     def __init__(self, model: torch.nn.Module, task: Task, config: TrainConfig, run_dir: str | Path | None,
@@ -169,7 +170,8 @@ class Trainer:
         self._t0 = time.perf_counter()
         self._window = _Window()
         status, message = "completed", ""
-        self._bar = reporting.progress_bar(self.total_steps, self.step, enabled=self.ctx.is_main and self.config.progress)
+        self._bar = reporting.progress_bar(self.total_steps, self.step,
+                                           enabled=self.ctx.is_main and self.config.progress)
         self.ddp.train()
         try:
             while self.step < self.total_steps:
@@ -251,7 +253,12 @@ class Trainer:
         norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
         if not torch.isfinite(norm):
             self._diverged(step, f"the gradient norm is {float(norm)}")
-        self.optimizer.step()
+        try:
+            self.optimizer.step()
+        except RuntimeError as err:  # e.g. an absurd LR: "value cannot be converted to type float without overflow"
+            if "overflow" not in str(err):
+                raise
+            self._diverged(step, f"the optimizer step overflowed ({err})")
         return float(norm)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -293,10 +300,10 @@ class Trainer:
 
     def _diverged(self, step: int, what: str) -> None:
         if self.last_checkpoint is not None:
-            kept = (f"the last good checkpoint (step {self.last_checkpoint_step}, {self.last_checkpoint}) was kept "
+            kept = (f"The last good checkpoint (step {self.last_checkpoint_step}, {self.last_checkpoint}) was kept "
                     "and the run directory's model is that one")
         else:
-            kept = "no checkpoint had been written yet"
+            kept = "No checkpoint had been written yet"
         raise TrainingDiverged(f"training diverged at step {step + 1}: {what}; stopped. {kept}. "
                                "Lower --lr (or --grad-clip) and start a new run.")
 

@@ -127,15 +127,18 @@ def plot_losses(history: dict[str, list[tuple[int, float]]], path: Path, title: 
     fig = Figure(figsize=(7, 4.2))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
+    drawn = 0
     for key, style in (("train", "-"), ("val", "o-")):
         points = [(s, v) for s, v in history[key] if math.isfinite(v)]
         if points:
             ax.plot([s for s, _ in points], [v for _, v in points], style, label=key, markersize=3)
+            drawn += 1
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend()
+    if drawn:
+        ax.legend()
     fig.tight_layout()
     tmp = path.with_name(path.stem + ".tmp.png")
     fig.savefig(tmp, dpi=110)

@@ -57,7 +57,11 @@ def load_lm(path: str | os.PathLike, device: str | torch.device = "cpu") -> tupl
 
 
 class StreamDecoder:
-    """Turns a growing id sequence into text deltas, holding back an incomplete UTF-8 character (BPE)."""
+    """Turns a growing id sequence into text deltas, holding back an incomplete UTF-8 character (BPE).
+
+    Each push decodes the ids since the last line break (plus the prompt at first), so the cost stays
+    proportional to the line length, and tokenizers that join tokens (word: spaces) print correctly.
+    """
 
     def __init__(self, tokenizer: Tokenizer, prefix: list[int]) -> None:
         self.tokenizer, self.ids = tokenizer, list(prefix)
@@ -71,6 +75,8 @@ class StreamDecoder:
         if new.endswith("\ufffd"):  # a byte-level token that ends inside a character: wait for the rest
             return ""
         delta, self.emitted = new[self.emitted:], len(new)
+        if new.endswith("\n"):  # a safe point: start afresh
+            self.ids, self.base, self.emitted = [], "", 0
         return delta
 
 

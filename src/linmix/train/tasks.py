@@ -108,7 +108,8 @@ class LMTask(Task):
         windows = self._order[index * self.batch_size:(index + 1) * self.batch_size]
         return self._gather(self.train_ids, self._offset + windows * self.block, device)
 
-    def _gather(self, ids: torch.Tensor, starts: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    def _gather(self, ids: torch.Tensor, starts: torch.Tensor,
+                device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         chunk = ids[starts[:, None] + self._arange]
         return chunk[:, :-1].to(device), chunk[:, 1:].to(device)
 

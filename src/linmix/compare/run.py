@@ -1,0 +1,128 @@
+"""``linmix compare``: train several layer specs on the same data, budget and seeds; one honest table.
+
+Every candidate gets the same dataset, tokenizer, step count, batch size, seeds and LR grid; its ``d_model``
+is chosen so its parameter count lies within 10% of the baseline's (the table shows the counts). When an LR
+grid is given, every candidate sweeps the whole grid and the best LR of each is reported, so no candidate
+gets tuning the others did not.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from linmix.compare.plots import plot_curves
+from linmix.compare.sizing import count_params, size_to_budget, within_budget
+from linmix.compare.table import aggregate, write_table
+from linmix.models import Classifier, LanguageModel
+from linmix.models.spec import parse_layers
+
+TASKS = ("lm", "classify")
+#: metric reported per task, and whether lower is better
+METRICS = {"lm": (["val_loss", "val_ppl", "val_acc"], "val_loss", "min"),
+           "classify": (["val_acc", "val_loss"], "val_acc", "max")}
+DEFAULT_LM = ["attention*4", "summation*4", "summation*3,attention"]
+DEFAULT_CLASSIFY = ["attention", "summation", "summation,attention"]
+
+
+@dataclass
+class Candidate:
+    """One row of the table: a layer spec and, for classifiers, ``arch`` (``block`` or the seeds' ``bare``)."""
+
+    layers: str
+    arch: str = "block"
+
+    @property
+    def name(self) -> str:
+        return self.layers if self.arch == "block" else f"{self.layers}@{self.arch}"
+
+    @classmethod
+    def parse(cls, text: str) -> Candidate:
+        """``"summation*3,attention"`` or ``"summation@bare"``."""
+        layers, _, arch = text.partition("@")
+        arch = arch or "block"
+        if arch not in ("block", "bare"):
+            raise ValueError(f"candidate {text!r}: the part after '@' must be 'block' or 'bare'")
+        parse_layers(layers)
+        return cls(layers.strip(), arch)
+
+
+@dataclass
+class CompareConfig:
+    """What to compare and under which shared budget."""
+
+    task: str = "lm"
+    dataset: str | None = None
+    candidates: list[str] = field(default_factory=list)
+    baseline: str | None = None
+    d_model: int = 128
+    n_heads: int = 4
+    max_len: int | None = None
+    batch_size: int | None = None
+    steps: int | None = None
+    lrs: list[float] = field(default_factory=list)
+    seeds: int = 1
+    tokenizer: str | None = None
+    vocab_size: int | None = None
+    eval_every: int | None = None
+    data_dir: str | None = None
+    out: str = "runs/compare"
+    device: str = "auto"
+    progress: bool = True
+    match_params: bool = True
+
+    def resolved(self) -> CompareConfig:
+        if self.task not in TASKS:
+            raise ValueError(f"unknown compare task {self.task!r}; use one of {', '.join(TASKS)}")
+        c = dataclasses.replace(self)
+        if not c.candidates:
+            c.candidates = list(DEFAULT_LM if c.task == "lm" else DEFAULT_CLASSIFY)
+        c.dataset = c.dataset or ("tinyshakespeare" if c.task == "lm" else "ag_news")
+        if c.seeds < 1:
+            raise ValueError(f"--seeds must be >= 1, got {c.seeds}")
+        names = [Candidate.parse(t).name for t in c.candidates]
+        if len(set(names)) != len(names):
+            raise ValueError(f"candidates must differ; got {names}")
+        if c.baseline is None:
+            pure = [n for n in names if set(parse_layers(n.split("@")[0])) == {"attention"}]
+            c.baseline = pure[0] if pure else names[0]
+        elif c.baseline not in names:
+            raise ValueError(f"--baseline {c.baseline!r} is not one of the candidates {names}")
+        return c
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")
+
+
+def _model_builder(cfg: CompareConfig, cand: Candidate, vocab_size: int, num_classes: int, max_len: int):
+    if cfg.task == "lm":
+        return lambda d: LanguageModel(vocab_size, d, cand.layers, max_len=max_len, n_heads=cfg.n_heads)
+    return lambda d: Classifier(vocab_size, num_classes, d, cand.layers, max_len=max_len, n_heads=cfg.n_heads,
+                                arch=cand.arch)
+
+
+def plan_sizes(cfg: CompareConfig, vocab_size: int, num_classes: int, max_len: int) -> dict[str, tuple[int, int]]:
+    """``{candidate: (d_model, params)}``: the baseline at ``cfg.d_model``, the others sized to match it."""
+    cands = {Candidate.parse(t).name: Candidate.parse(t) for t in cfg.candidates}
+    multiple = 2 * cfg.n_heads
+    base_build = _model_builder(cfg, cands[cfg.baseline], vocab_size, num_classes, max_len)
+    target = count_params(base_build(cfg.d_model))
+    sizes = {cfg.baseline: (cfg.d_model, target)}
+    for name, cand in cands.items():
+        if name == cfg.baseline:
+            continue
+        build = _model_builder(cfg, cand, vocab_size, num_classes, max_len)
+        if cfg.match_params:
+            d, p = size_to_budget(build, target, multiple=multiple)
+            if not within_budget(p, target):
+                raise ValueError(f"{name} cannot be sized within 10% of the baseline's {target:,} parameters "
+                                 f"(closest: d_model={d}, {p:,}); pick another --d-model")
+        else:
+            d, p = cfg.d_model, count_params(build(cfg.d_model))
+        sizes[name] = (d, p)
+    return {name: sizes[name] for name in cands}
