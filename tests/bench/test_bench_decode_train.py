@@ -9,7 +9,7 @@ from linmix.bench.train_speed import TrainConfig, run_train, write_train_outputs
 
 def test_decode_rows_summary_and_files(tmp_path):
     cfg = DecodeConfig(positions=[8, 16], d_model=16, n_heads=2, vocab_size=11, new_tokens=3, repeats=1,
-                       memory=True, device="cpu")
+                       memory=True, device="cpu", threads=1)
     result = run_decode(cfg, progress=False, command="linmix bench decode --test")
     rows = result["rows"]
     assert {(r["model"], r["position"]) for r in rows} == {(m, p) for m in ("summation", "hybrid", "attention")
@@ -29,7 +29,7 @@ def test_decode_rows_summary_and_files(tmp_path):
 
 def test_train_rows_and_files(tmp_path):
     cfg = TrainConfig(lengths=[16, 32], models="attention,summation", d_model=16, n_heads=2, vocab_size=11,
-                      tokens_per_step=64, steps=1, warmup=1, memory=False, device="cpu")
+                      tokens_per_step=64, steps=1, warmup=1, memory=False, device="cpu", threads=1)
     result = run_train(cfg, progress=False)
     rows = result["rows"]
     assert {(r["model"], r["T"]) for r in rows} == {(m, T) for m in ("attention", "summation") for T in (16, 32)}

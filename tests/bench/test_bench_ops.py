@@ -15,7 +15,7 @@ LENGTHS = [16, 32]
 @pytest.fixture(scope="module")
 def result():
     cfg = OpsConfig(lengths=LENGTHS, mixers=["summation", "fnet"], repeats=1, warmup=1, d_model=16, budget_s=1.0,
-                    device="cpu")
+                    device="cpu", threads=1)
     return run_ops(cfg, progress=False, command="linmix bench ops --test")
 
 
@@ -78,7 +78,7 @@ def test_outputs_are_written(result, tmp_path):
 
 def test_memory_limit_stops_a_case_and_says_so():
     cfg = OpsConfig(lengths=[16, 32], mixers=["aggregation"], modes="causal", repeats=1, warmup=1, d_model=16,
-                    memory_limit_mb=1e-6, device="cpu")
+                    memory_limit_mb=1e-6, device="cpu", threads=1)
     rows = run_ops(cfg, progress=False)["rows"]
     first = next(r for r in rows if r["case"] == "attention/causal" and r["T"] == 16)
     later = next(r for r in rows if r["case"] == "attention/causal" and r["T"] == 32)

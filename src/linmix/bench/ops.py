@@ -28,7 +28,7 @@ import torch
 
 from linmix.bench.registry import (BASELINE, FLOOR_CLONE, FLOOR_LINEAR, OpCase, parse_modes, projection_count,
                                    select_cases)
-from linmix.bench.timing import (machine_info, median, probe_memory, resolve_device, time_call)
+from linmix.bench.timing import machine_info, median, num_threads, probe_memory, resolve_device, time_call
 
 DEFAULT_LENGTHS = [256 * 2**i for i in range(7)]  # 256 ... 16384
 QUICK_LENGTHS = [256, 512, 1024, 2048]
@@ -179,12 +179,17 @@ def predict_memory(points: list[tuple[int, float]], T: int, quadratic: bool) -> 
 def run_ops(config: OpsConfig, progress: bool = True, command: str | None = None,
             log: Callable[[str], None] | None = None) -> dict:
     """Measure every case at every length; return ``{"meta", "rows", "summary"}`` (see module docstring)."""
+    config.validate()
+    with num_threads(config.threads):
+        return _run_ops(config, progress=progress, command=command, log=log)
+
+
+def _run_ops(config: OpsConfig, progress: bool = True, command: str | None = None,
+             log: Callable[[str], None] | None = None) -> dict:
     from linmix.bench.report import summarize_ops
 
     config.validate()
     device = resolve_device(config.device)
-    if config.threads:
-        torch.set_num_threads(int(config.threads))
     modes = parse_modes(config.modes)
     cases = select_cases(config.mixers, modes)
     lengths = parse_lengths(config.lengths)

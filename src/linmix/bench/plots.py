@@ -14,7 +14,8 @@ from linmix.bench.registry import BASELINE  # noqa: E402
 
 def _style(label: str, kind: str) -> dict:
     if kind == "floor":
-        return {"color": "0.55", "linestyle": "--", "marker": "", "linewidth": 1.2}
+        dash = "--" if label.endswith("linear") else "-."
+        return {"color": "0.45", "linestyle": dash, "marker": "", "linewidth": 1.2}
     if label.startswith(f"{BASELINE}/"):
         return {"color": "black", "linewidth": 2.6, "marker": "o"}
     return {"linewidth": 1.6, "marker": "o", "markersize": 3.5}
@@ -26,8 +27,8 @@ def _guides(ax, lengths: list[int], anchor: float) -> None:
     for power, name in ((1, "O(T)"), (2, "O(T²)")):
         ys = [anchor * (t / t0) ** power for t in lengths]
         ax.plot(lengths, ys, linestyle=":", color="tab:gray", linewidth=1.0)
-        ax.annotate(name, (lengths[-1], ys[-1]), textcoords="offset points", xytext=(3, 0), fontsize=8,
-                    color="tab:gray", va="center")
+        ax.annotate(name, (lengths[-1], ys[-1]), textcoords="offset points", xytext=(-4, 4), fontsize=8,
+                    color="tab:gray", ha="right", va="bottom")
 
 
 def _panel(ax, rows: list[dict], key: str, mode: str, lengths: list[int], ylabel: str, title: str) -> None:
@@ -50,7 +51,7 @@ def _panel(ax, rows: list[dict], key: str, mode: str, lengths: list[int], ylabel
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
 
 
 def plot_ops(result: dict, out: Path) -> list[Path]:
@@ -58,9 +59,11 @@ def plot_ops(result: dict, out: Path) -> list[Path]:
     rows, cfg = result["rows"], result["meta"]["config"]
     lengths = sorted({r["T"] for r in rows})
     modes = [m for m in ("causal", "bidir") if any(r["mode"] == m for r in rows)]
-    sub = f"B={cfg['batch_size']}, D={cfg['d_model']}, {cfg['dtype']}, {result['meta']['machine']['device']}"
+    machine = result["meta"]["machine"]
+    sub = (f"B={cfg['batch_size']}, D={cfg['d_model']}, {cfg['dtype']}, {machine['device']}, "
+           f"{machine['torch_threads']} threads")
     paths = []
-    fig, axes = plt.subplots(2, len(modes), figsize=(6.5 * len(modes), 10), squeeze=False)
+    fig, axes = plt.subplots(2, len(modes), figsize=(8.5 * len(modes), 10), squeeze=False)
     for j, mode in enumerate(modes):
         _panel(axes[0][j], rows, "fwd_bwd_ms", mode, lengths, "forward+backward time (ms)",
                f"{mode}: forward+backward ({sub})")
@@ -70,7 +73,7 @@ def plot_ops(result: dict, out: Path) -> list[Path]:
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
     if any(r.get("peak_mem_mib") for r in rows):
-        fig, axes = plt.subplots(1, len(modes), figsize=(6.5 * len(modes), 5), squeeze=False)
+        fig, axes = plt.subplots(1, len(modes), figsize=(8.5 * len(modes), 5), squeeze=False)
         for j, mode in enumerate(modes):
             _panel(axes[0][j], rows, "peak_mem_mib", mode, lengths, "peak extra memory, fwd+bwd (MiB)",
                    f"{mode}: peak memory ({sub})")

@@ -17,6 +17,7 @@ input, then the probe records the baseline and runs the measured call once:
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import os
@@ -42,6 +43,18 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but torch.cuda.is_available() is False")
     return dev
+
+
+@contextlib.contextmanager
+def num_threads(n: int | None):
+    """Run with ``n`` intra-op threads (``None``: unchanged), restoring the previous count afterwards."""
+    previous = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def synchronize(device: torch.device) -> None:

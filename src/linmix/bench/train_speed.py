@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from linmix.bench.registry import BASELINE, TRAIN_MODELS, parse_models
 from linmix.bench.report import md_table, targets_markdown, write_csv, write_json, write_readme
-from linmix.bench.timing import machine_info, median, probe_memory, resolve_device, synchronize
+from linmix.bench.timing import machine_info, median, num_threads, probe_memory, resolve_device, synchronize
 
 DEFAULT_LENGTHS = [512, 2048, 8192]
 QUICK_LENGTHS = [256, 512]
@@ -99,12 +99,17 @@ def train_memory_job(layers: str, cfg: dict, T: int, device: str) -> Callable[[]
 def run_train(config: TrainConfig, progress: bool = True, command: str | None = None,
               log: Callable[[str], None] | None = None) -> dict:
     """Measure every (model, length); return ``{"meta", "rows", "summary"}``."""
+    config.validate()
+    with num_threads(config.threads):
+        return _run_train(config, progress=progress, command=command, log=log)
+
+
+def _run_train(config: TrainConfig, progress: bool = True, command: str | None = None,
+               log: Callable[[str], None] | None = None) -> dict:
     from linmix.bench.ops import _progress
 
     config.validate()
     device = resolve_device(config.device)
-    if config.threads:
-        torch.set_num_threads(int(config.threads))
     models = parse_models(config.models, TRAIN_MODELS)
     lengths = sorted(set(config.lengths))
     say = log or (lambda msg: None)

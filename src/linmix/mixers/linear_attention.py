@@ -28,6 +28,7 @@ from torch import nn
 from linmix.mixers.attention import check_heads, check_positive_int
 from linmix.mixers.base import Mixer, State
 from linmix.mixers.registry import register
+from linmix.ops.prefix_sum import prefix_sum
 
 
 def feature_map(u: torch.Tensor) -> torch.Tensor:
@@ -48,9 +49,9 @@ def _exclusive_cumsum(t: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([torch.zeros_like(total.narrow(dim, 0, 1)), total.narrow(dim, 0, t.shape[dim] - 1)], dim)
 
 
-def chunked_linear_attention(phq: torch.Tensor, phk: torch.Tensor, v: torch.Tensor, chunk: int,
-                             eps: float) -> torch.Tensor:
-    """Causal form over ``[B, H, T, dh]``: masked ``[C, C]`` products inside chunks, carried state across."""
+def chunked_linear_attention_reference(phq: torch.Tensor, phk: torch.Tensor, v: torch.Tensor, chunk: int,
+                                       eps: float) -> torch.Tensor:
+    """The chunked causal form written step by step (numerator and normaliser apart); kept for comparison."""
     B, H, T, dh = phq.shape
     c = min(chunk, T)
     pad = -T % c
@@ -62,6 +63,33 @@ def chunked_linear_attention(phq: torch.Tensor, phk: torch.Tensor, v: torch.Tens
     num = phq @ state_in + scores @ v
     den = phq @ norm_in + scores.sum(-1, keepdim=True) + eps
     return (num / den).view(B, H, -1, dh)[:, :, :T]
+
+
+def chunked_linear_attention(phq: torch.Tensor, phk: torch.Tensor, v: torch.Tensor, chunk: int,
+                             eps: float) -> torch.Tensor:
+    """Causal form over ``[B, H, T, dh]``: masked ``[C, C]`` products inside chunks, carried state across.
+
+    The normaliser rides along as one extra value column of ones (``v' = [v, 1]``), so a single pair of
+    matmuls yields numerator and denominator; the state carried into each chunk is an exclusive prefix sum
+    over the per-chunk ``phi(k)^T v'`` (:func:`linmix.ops.prefix_sum`, which saves nothing for backward); the
+    causal mask inside a chunk is a float multiply.
+    """
+    B, H, T, dh = phq.shape
+    c = min(chunk, T)
+    pad = -T % c
+    v1 = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)  # [B, H, T, dh + 1]
+    q = F.pad(phq, (0, 0, 0, pad)).view(B, H, -1, c, dh)
+    k = F.pad(phk, (0, 0, 0, pad)).view(B, H, -1, c, dh)
+    v1 = F.pad(v1, (0, 0, 0, pad)).view(B, H, -1, c, dh + 1)
+    n = q.shape[2]
+    kv = k.transpose(-1, -2) @ v1  # [B, H, n, dh, dh + 1], one state increment per chunk
+    flat = kv.reshape(B * H, n, dh * (dh + 1))
+    state_in = (prefix_sum(flat) - flat).view(B, H, n, dh, dh + 1)  # exclusive: chunks strictly before
+    past = torch.ones(c, c, dtype=q.dtype, device=q.device).tril()
+    scores = (q @ k.transpose(-1, -2)) * past
+    out = q @ state_in + scores @ v1  # [B, H, n, c, dh + 1]
+    y = out[..., :dh] / (out[..., dh:] + eps)
+    return y.reshape(B, H, n * c, dh)[:, :, :T]
 
 
 class LinearAttention(Mixer):
@@ -90,8 +118,15 @@ class LinearAttention(Mixer):
         return t.view(B, T, self.n_heads, self.head_dim).transpose(1, 2).to(work)
 
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``phi(q), phi(k), v``, each ``[B, H, T, dh]``; padded keys are *not* masked here."""
-        return feature_map(self._split(self.q(x))), feature_map(self._split(self.k(x))), self._split(self.v(x))
+        """``phi(q), phi(k), v``, each ``[B, H, T, dh]``; padded keys are *not* masked here.
+
+        The three projections run as one matmul against the concatenated weights (same products, one
+        larger GEMM and one for the input gradient instead of three).
+        """
+        weight = torch.cat([self.q.weight, self.k.weight, self.v.weight])
+        bias = torch.cat([self.q.bias, self.k.bias, self.v.bias])
+        q, k, v = F.linear(x, weight, bias).chunk(3, dim=-1)
+        return feature_map(self._split(q)), feature_map(self._split(k)), self._split(v)
 
     def merge(self, y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """Concatenate heads ``[B, H, T, dh] -> [B, T, D]``, cast back to ``dtype``, project out."""
