@@ -155,3 +155,21 @@ def test_one_column_normaliser_equals_the_separate_one(T, chunk):
     g = torch.randn_like(a)
     for x, y in zip(torch.autograd.grad(a, (q, k, v), g), torch.autograd.grad(b, (q, k, v), g)):
         torch.testing.assert_close(x, y)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_fft_conv_in_channel_groups_equals_one_group(batch, monkeypatch):
+    import linmix.ops.fftconv as fftconv
+
+    x = torch.randn(batch, 7, 50, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(7, 50, dtype=torch.float64, requires_grad=True)
+    y_ref = causal_conv_reference(x, k)
+    g = torch.randn_like(y_ref)
+    want = torch.autograd.grad(y_ref, (x, k), g)
+    monkeypatch.setattr(fftconv, "GROUP_BYTES", 3000)  # several groups, a ragged last one
+    groups = fftconv.channel_groups(batch, 7, 128, 8)
+    assert len(groups) > 2 and groups[-1][1] == 7
+    y = causal_fft_conv_btd(x.transpose(1, 2), k).transpose(1, 2)
+    torch.testing.assert_close(y, y_ref)
+    for a, b in zip(torch.autograd.grad(y, (x, k), g), want):
+        torch.testing.assert_close(a, b)

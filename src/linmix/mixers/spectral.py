@@ -48,6 +48,8 @@ def interpolate_bins(filt: torch.Tensor, n: int) -> torch.Tensor:
     integer arithmetic, so ``n == F`` reproduces ``filt`` exactly.
     """
     F = filt.shape[-1]
+    if n == F:  # every output bin sits exactly on an input bin (frac = 0): the filter itself
+        return filt
     i = torch.arange(n, device=filt.device)
     num = i * (F - 1)
     den = max(n - 1, 1)

@@ -34,12 +34,25 @@ def _work(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+#: spectrum bytes per channel group: keeps every FFT buffer below glibc's 32 MiB mmap threshold, so long
+#: sequences reuse heap memory instead of page-faulting fresh mappings on every call (and stay in cache longer)
+GROUP_BYTES = 24 * 2**20
+
+
+def channel_groups(B: int, D: int, n: int, itemsize: int) -> list[tuple[int, int]]:
+    """Split D channels into equal groups whose ``[B, g, n/2+1]`` complex spectrum fits :data:`GROUP_BYTES`."""
+    per_channel = B * (n // 2 + 1) * 2 * itemsize
+    k = max(1, -(-D * per_channel // GROUP_BYTES))
+    size = -(-D // k)
+    return [(a, min(D, a + size)) for a in range(0, D, size)]
+
+
 class _CausalFFTConv(torch.autograd.Function):
     """``x`` in ``[B, D, T]`` (``btd=False``) or ``[B, T, D]`` (``btd=True``) layout; ``kernel: [D, T]``.
 
-    Backward without conjugate copies: ``irfft(G conj(Z))[t] = irfft(conj(G) Z)[(-t) mod n]`` for real
-    signals, so the output gradient's spectrum is conjugated once, in place, and both gradients are read
-    back time-reversed (the gather that changes the layout anyway).
+    Channels are processed in groups (:func:`channel_groups`; one group up to T ~ 8k at D = 256). Backward
+    without conjugate copies: ``irfft(G conj(Z))[t] = irfft(conj(G) Z)[(-t) mod n]`` for real signals, so the
+    output gradient's spectrum is conjugated once, in place, and both gradients are read back time-reversed.
     """
 
     @staticmethod
@@ -47,41 +60,71 @@ class _CausalFFTConv(torch.autograd.Function):
         T = x.shape[1] if btd else x.shape[-1]
         n = _fft_len(T)
         work = _work(x.dtype)
-        xt = x.transpose(1, 2) if btd else x
-        xf = torch.fft.rfft(xt.to(work), n=n)  # the zero padding copies into the [B, D, n] layout
-        kf = torch.fft.rfft(kernel.to(work), n=n)
+        xt = x.transpose(1, 2) if btd else x  # [B, D, T]
+        B, D = xt.shape[0], xt.shape[1]
+        groups = channel_groups(B, D, n, torch.finfo(work).bits // 8)
         need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
-        prod = xf * kf if need_grad else xf.mul_(kf)
-        y = torch.fft.irfft(prod, n=n)[..., :T]
-        del prod
+        spectra, y = [], None
+        if len(groups) > 1:
+            y = torch.empty(B, D, T, dtype=work, device=x.device)
+        for a, b in groups:
+            xf = torch.fft.rfft(xt[:, a:b].to(work), n=n)  # the zero padding copies into the [B, g, n] layout
+            kf = torch.fft.rfft(kernel[a:b].to(work), n=n)
+            prod = xf * kf if need_grad else xf.mul_(kf)
+            full = torch.fft.irfft(prod, n=n)
+            del prod
+            if y is None:
+                y = full[..., :T]  # a single group: keep the view, no copy
+            else:
+                y[:, a:b] = full[..., :T]
+            del full
+            if need_grad:
+                spectra += [xf, kf]
         if need_grad:
-            ctx.save_for_backward(xf, kf)
-        ctx.btd, ctx.T, ctx.n = btd, T, n
+            ctx.save_for_backward(*spectra)
+        ctx.btd, ctx.T, ctx.n, ctx.groups = btd, T, n, groups
         ctx.dtypes = (x.dtype, kernel.dtype)
         if btd:
-            # a [B, T, D] view of the [B, D, n] result: the next matmul reads it transposed, no copy
+            # a [B, T, D] view of the [B, D, .] result: the next matmul reads it transposed, no copy
             y = y.transpose(1, 2)
             return y if y.dtype == x.dtype else y.to(x.dtype)
         return y.contiguous().to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        xf, kf = ctx.saved_tensors
+        spectra = ctx.saved_tensors
         T, n, btd = ctx.T, ctx.n, ctx.btd
-        work = xf.real.dtype
-        gt = grad.transpose(1, 2) if btd else grad
-        gf = torch.fft.rfft(gt.to(work), n=n).conj_physical_()  # conj(G), in place
-        gx = gk = None
-        if ctx.needs_input_grad[1]:
-            cross = xf * gf  # saved tensors stay untouched (backward may run twice with retain_graph)
-            cross = cross[0] if cross.shape[0] == 1 else cross.sum(0)
-            gk = _time_reversed(torch.fft.irfft(cross, n=n), T).to(ctx.dtypes[1])
-            del cross
-        if ctx.needs_input_grad[0]:
-            gx = _time_reversed(torch.fft.irfft(gf.mul_(kf), n=n), T)  # [B, D, T]
-            gx = gx.transpose(1, 2).contiguous() if btd else gx
-            gx = gx.to(ctx.dtypes[0])
+        work = spectra[0].real.dtype
+        gt = grad.transpose(1, 2) if btd else grad  # [B, D, T]
+        B, D = gt.shape[0], gt.shape[1]
+        need_x, need_k = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        gx = torch.empty(B, D, T, dtype=work, device=grad.device) if need_x else None
+        gk = torch.empty(D, T, dtype=work, device=grad.device) if need_k else None
+        for i, (a, b) in enumerate(ctx.groups):
+            xf, kf = spectra[2 * i], spectra[2 * i + 1]
+            gf = torch.fft.rfft(gt[:, a:b].to(work), n=n).conj_physical_()  # conj(G), in place
+            if need_k:
+                cross = xf * gf  # saved tensors stay untouched (backward may run twice with retain_graph)
+                cross = cross[0] if cross.shape[0] == 1 else cross.sum(0)
+                _time_reversed_into(torch.fft.irfft(cross, n=n), gk[a:b])
+                del cross
+            if need_x:
+                _time_reversed_into(torch.fft.irfft(gf.mul_(kf), n=n), gx[:, a:b])
+            del gf
+        if need_x:
+            gx = (gx.transpose(1, 2).contiguous() if btd else gx).to(ctx.dtypes[0])
+        if need_k:
+            gk = gk.to(ctx.dtypes[1])
         return gx, gk, None
+
+
+def _time_reversed_into(full: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``out[..., t] = full[..., (-t) mod n]`` for ``t < T = out.shape[-1]``: the head stays, the tail flips."""
+    n, T = full.shape[-1], out.shape[-1]
+    out[..., :1] = full[..., :1]
+    if T > 1:
+        out[..., 1:] = full[..., n - T + 1:].flip(-1)
+    return out
 
 
 def _time_reversed(full: torch.Tensor, T: int) -> torch.Tensor:
@@ -138,7 +181,8 @@ class _CircularFilter(torch.autograd.Function):
         if need_grad:
             ctx.save_for_backward(xf, h)
         ctx.T, ctx.dtypes = T, (x.dtype, h_re.dtype, h_im.dtype)
-        return y.transpose(1, 2).contiguous().to(x.dtype)
+        y = y.transpose(1, 2)  # a [B, T, D] view of the [B, D, T] result: the next matmul reads it as is
+        return y if y.dtype == x.dtype else y.to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):

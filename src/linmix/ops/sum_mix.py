@@ -194,6 +194,20 @@ def _positional_grad(gu: torch.Tensor, x: torch.Tensor, pos: torch.Tensor, T: in
     return full
 
 
+def autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The active autocast dtype for ``device_type``, or None when autocast is off there."""
+    try:
+        if torch.is_autocast_enabled(device_type):
+            return torch.get_autocast_dtype(device_type)
+        return None
+    except TypeError:  # torch < 2.4: per-device getters without arguments
+        if device_type == "cuda" and torch.is_autocast_enabled():
+            return torch.get_autocast_gpu_dtype()
+        if device_type == "cpu" and torch.is_autocast_cpu_enabled():
+            return torch.get_autocast_cpu_dtype()
+        return None
+
+
 def sum_mix(x: torch.Tensor, pos: torch.Tensor | None, count: torch.Tensor | None, w_out: torch.Tensor | None,
             weights: list[torch.Tensor], pos_bias: float, activation: bool, causal: bool) -> torch.Tensor:
     """The summation layer in one fused autograd function (see the module docstring).
@@ -203,8 +217,8 @@ def sum_mix(x: torch.Tensor, pos: torch.Tensor | None, count: torch.Tensor | Non
     Under autocast the matmuls run in the autocast dtype and the sums in float32.
     """
     device_type = x.device.type
-    if torch.is_autocast_enabled(device_type):
-        mm_dtype = torch.get_autocast_dtype(device_type)
+    mm_dtype = autocast_dtype(device_type)
+    if mm_dtype is not None:
         with torch.autocast(device_type, enabled=False):
             return SumMix.apply(x, pos, count, w_out, pos_bias, activation, causal, mm_dtype, *weights)
     return SumMix.apply(x, pos, count, w_out, pos_bias, activation, causal, x.dtype, *weights)
