@@ -126,3 +126,98 @@ def plan_sizes(cfg: CompareConfig, vocab_size: int, num_classes: int, max_len: i
             d, p = cfg.d_model, count_params(build(cfg.d_model))
         sizes[name] = (d, p)
     return {name: sizes[name] for name in cands}
+
+
+def _vocab_and_classes(cfg: CompareConfig, train_cfg) -> tuple[int, int, int]:
+    """Build the shared tokenizer once to learn the vocabulary size (and the class count)."""
+    from linmix.data import build_tokenizer, load_classification, load_lm_text
+
+    if cfg.task == "lm":
+        text = load_lm_text(train_cfg.dataset, "train", cfg.data_dir)
+        tok = build_tokenizer(train_cfg.tokenizer, text, train_cfg.vocab_size)
+        return tok.vocab_size, 0, train_cfg.max_len
+    data = load_classification(train_cfg.dataset, "train", cfg.data_dir)
+    tok = build_tokenizer(train_cfg.tokenizer, data.texts, train_cfg.vocab_size)
+    return tok.vocab_size, data.num_classes, train_cfg.max_len
+
+
+def _train_config(cfg: CompareConfig, cand: Candidate, d_model: int, seed: int, lr: float | None, out: Path):
+    from linmix.train import TrainConfig
+
+    return TrainConfig(task=cfg.task, dataset=cfg.dataset, layers=cand.layers, arch=cand.arch, d_model=d_model,
+                       n_heads=cfg.n_heads, max_len=cfg.max_len, batch_size=cfg.batch_size, steps=cfg.steps,
+                       lr=lr, seed=seed, tokenizer=cfg.tokenizer, vocab_size=cfg.vocab_size,
+                       eval_every=cfg.eval_every, data_dir=cfg.data_dir, out=str(out), device=cfg.device,
+                       progress=cfg.progress, patience=0).resolved()
+
+
+def _val_curve(run_dir: Path, metric: str) -> list[tuple[int, float]]:
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [(r["step"], r[metric]) for r in rows if r.get("type") == "eval" and metric in r]
+
+
+def run_compare(config: CompareConfig) -> dict[str, Any]:
+    """Train every candidate x seed (x LR) and write the table, the per-run records and the curves.
+
+    Returns ``{"rows": [...], "runs": [...], "markdown": str, "out": str}``.
+    """
+    from linmix.train import run_training
+
+    cfg = config.resolved()
+    out = Path(cfg.out)
+    if out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out} exists and is not empty; choose another --out")
+    metrics, monitor, mode = METRICS[cfg.task]
+    cands = [Candidate.parse(t) for t in cfg.candidates]
+    probe = _train_config(cfg, cands[0], cfg.d_model, 0, cfg.lrs[0] if cfg.lrs else None, out / "probe")
+    vocab, classes, max_len = _vocab_and_classes(cfg, probe)
+    sizes = plan_sizes(cfg, vocab, classes, max_len)
+    lrs = cfg.lrs or [None]
+    runs: list[dict[str, Any]] = []
+    curves: dict[str, list[tuple[int, float]]] = {}
+    started = time.perf_counter()
+    for cand in cands:
+        d_model, _ = sizes[cand.name]
+        for seed in range(cfg.seeds):
+            best_run = None
+            for lr in lrs:
+                run_dir = out / _slug(cand.name) / (f"seed{seed}" + (f"-lr{lr:g}" if lr is not None else ""))
+                summary = run_training(_train_config(cfg, cand, d_model, seed, lr, run_dir))
+                best = summary["best"].get("best_metrics") or summary.get("final") or {}
+                record = {"candidate": cand.name, "seed": seed, "lr": summary["config"]["lr"], "d_model": d_model,
+                          "params": summary["parameters"], "tokens_per_s": summary["tokens_per_s"],
+                          "wall_s": summary["wall_time_s"], "status": summary["status"], "run_dir": str(run_dir),
+                          "steps": summary["steps_done"],
+                          **{m: best.get(m) for m in metrics}}
+                score = record[monitor]
+                if best_run is None or (score is not None and (
+                        best_run[monitor] is None or (score < best_run[monitor] if mode == "min"
+                                                      else score > best_run[monitor]))):
+                    best_run = record
+            runs.append(best_run)
+            curves[f"{cand.name} (seed {seed})" if cfg.seeds > 1 else cand.name] = _val_curve(
+                Path(best_run["run_dir"]), monitor)
+    rows = aggregate(runs, metrics, cfg.baseline)
+    header = _header(cfg, time.perf_counter() - started, runs)
+    markdown = write_table(out, rows, runs, metrics, cfg.baseline, header)
+    plot_curves(curves, out / "val_curves.png", monitor, f"{cfg.task} on {cfg.dataset}: validation {monitor}")
+    return {"rows": rows, "runs": runs, "markdown": markdown, "out": str(out)}
+
+
+def _header(cfg: CompareConfig, wall_s: float, runs: list[dict[str, Any]]) -> str:
+    from linmix.train.reporting import machine, versions
+
+    import torch
+
+    m = machine(torch.device("cpu") if cfg.device in ("auto", "cpu") else torch.device(cfg.device))
+    v = versions()
+    lrs = ", ".join(f"{lr:g}" for lr in cfg.lrs) if cfg.lrs else "task default"
+    return (f"# linmix compare {cfg.task}: {cfg.dataset}\n\n"
+            f"- candidates: {', '.join(cfg.candidates)}; baseline: {cfg.baseline}\n"
+            f"- same data, tokenizer, steps ({runs[0]['steps']}), batch, seeds "
+            f"({cfg.seeds}), LR grid ({lrs}; best per candidate); d_model sized so parameters are within 10% "
+            f"of the baseline's\n"
+            f"- machine: {m}; versions: {v}\n- total wall time: {wall_s:.0f} s\n")
