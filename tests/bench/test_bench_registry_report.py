@@ -43,7 +43,8 @@ def test_parse_lengths_and_models():
     for bad in ("0:8", "a,b", "8:4"):
         with pytest.raises(ValueError):
             parse_lengths(bad)
-    assert parse_models("summation,attention", DECODE_MODELS) == {"summation": "summation*4", "attention": "attention*4"}
+    assert parse_models("summation,attention", DECODE_MODELS) == {"summation": "summation*4",
+                                                                   "attention": "attention*4"}
     assert parse_models("mine=summation*2", TRAIN_MODELS) == {"mine": "summation*2"}
     with pytest.raises(ValueError, match="unknown model"):
         parse_models("nope", TRAIN_MODELS)

@@ -68,7 +68,8 @@ def cmd_ops(args: argparse.Namespace) -> int:
                 threads=args.threads, budget_s=args.budget_s)
     if args.no_memory:
         over["memory"] = False
-    cfg = OpsConfig.quick_preset(**over) if args.quick else OpsConfig(**{k: v for k, v in over.items() if v is not None})
+    given = {k: v for k, v in over.items() if v is not None}
+    cfg = OpsConfig.quick_preset(**over) if args.quick else OpsConfig(**given)
     result = run_ops(cfg, progress=not args.no_progress, command=_command(args), log=_log)
     files = write_ops_outputs(result, args.out)
     _print_targets(result["summary"]["targets"])
@@ -145,7 +146,8 @@ def register(subparsers) -> None:
     dec.add_argument("--positions", default=None, help="128:16384 (doubling) or a list (default 128:16384)")
     dec.add_argument("--models", default=None,
                      help="subset of summation,hybrid,attention, or name=layers;name=layers")
-    dec.add_argument("--new-tokens", type=int, default=None, help="tokens timed per position and round (default 32)")
+    dec.add_argument("--new-tokens", type=int, default=None,
+                     help="tokens timed per position and round (default 32)")
     dec.add_argument("--repeats", type=int, default=None, help="rounds over the positions (default 3)")
     dec.add_argument("--no-memory", action="store_true", help="skip the fresh-process memory probes")
     dec.set_defaults(func=cmd_decode, _parser=dec)

@@ -24,8 +24,10 @@ import torch
 
 from linmix.bench.registry import DECODE_MODELS, parse_models
 from linmix.models.spec import parse_layers
-from linmix.bench.report import loglog_slope, md_table, upper_half, write_csv, write_json, write_readme
-from linmix.bench.timing import machine_info, median, num_threads, probe_memory, resolve_device, synchronize
+from linmix.bench.report import (loglog_slope, md_table, rows_with_machine, upper_half, write_csv, write_json,
+                                 write_readme)
+from linmix.bench.timing import (load_average, machine_info, median, num_threads, probe_memory, resolve_device,
+                                 synchronize)
 
 DEFAULT_POSITIONS = [128 * 2**i for i in range(8)]  # 128 ... 16384
 QUICK_POSITIONS = [128, 512, 2048]
@@ -68,7 +70,8 @@ def build_lm(layers: str, d_model: int, n_heads: int, vocab_size: int, max_len: 
     from linmix.models.lm import LanguageModel
 
     torch.manual_seed(seed)
-    return LanguageModel(vocab_size, d_model=d_model, layers=layers, max_len=max_len, n_heads=n_heads).to(device).eval()
+    lm = LanguageModel(vocab_size, d_model=d_model, layers=layers, max_len=max_len, n_heads=n_heads)
+    return lm.to(device).eval()
 
 
 def state_bytes(state) -> int:
@@ -82,7 +85,8 @@ def state_bytes(state) -> int:
     return 0
 
 
-def token_gaps(lm, prompt: torch.Tensor, new_tokens: int, device: torch.device, seed: int) -> tuple[list[float], float]:
+def token_gaps(lm, prompt: torch.Tensor, new_tokens: int, device: torch.device,
+               seed: int) -> tuple[list[float], float]:
     """Run ``lm.generate``; return the gaps between consecutive new tokens (s) and the time to the first."""
     stamps: list[float] = []
 
@@ -125,6 +129,7 @@ def _run_decode(config: DecodeConfig, progress: bool = True, command: str | None
     from linmix.bench.ops import _progress
 
     config.validate()
+    load_before = load_average()
     device = resolve_device(config.device)
     models = parse_models(config.models, DECODE_MODELS)
     positions = sorted(set(config.positions))
@@ -184,7 +189,7 @@ def _run_decode(config: DecodeConfig, progress: bool = True, command: str | None
         bar.close()
     meta = {"benchmark": "decode", "command": command,
             "config": asdict(config) | {"positions": positions, "device": str(device), "models": models},
-            "machine": machine_info(device)}
+            "machine": machine_info(device) | {"load_average_before": load_before}}
     result = {"meta": meta, "rows": rows}
     result["summary"] = summarize_decode(rows, positions, models)
     return result
@@ -202,10 +207,11 @@ def summarize_decode(rows: list[dict], positions: list[int], models: dict[str, s
     for name in models:
         pts = [(r["position"], r["per_token_ms"], r["state_mib"]) for r in rows if r["model"] == name]
         a, b = _lat(rows, name, lo), _lat(rows, name, hi)
+        top = [pt for pt in pts if pt[0] in upper]
         out["models"][name] = {
             "latency_ratio_last_first": b / a if a and b else None,
-            "latency_slope": loglog_slope([p for p, _, _ in pts if p in upper], [v for p, v, _ in pts if p in upper]),
-            "state_slope": loglog_slope([p for p, _, _ in pts if p in upper], [s for p, _, s in pts if p in upper]),
+            "latency_slope": loglog_slope([p for p, _, _ in top], [v for _, v, _ in top]),
+            "state_slope": loglog_slope([p for p, _, _ in top], [s for _, _, s in top]),
         }
     tg = out["targets"]
     if "summation" in models:
@@ -256,7 +262,8 @@ def decode_markdown(result: dict) -> str:
     parts = [
         f"D={cfg['d_model']}, {cfg['n_heads']} heads, vocab {cfg['vocab_size']}, batch 1, "
         f"{cfg['new_tokens']} new tokens x {cfg['repeats']} rounds per position; device {cfg['device']}.",
-        "### Per-token latency (ms, median gap between generated tokens)", pivot("per_token_ms", lambda v: f"{v:.3f}"),
+        "### Per-token latency (ms, median gap between generated tokens)",
+        pivot("per_token_ms", lambda v: f"{v:.3f}"),
         "### Decoding state held after the prompt (MiB)", pivot("state_mib", lambda v: f"{v:.3f}"),
         "### Peak extra memory of the whole generate call, prefill included (MiB, fresh process)",
         pivot("generate_peak_mib", lambda v: f"{v:.1f}"),
@@ -282,7 +289,7 @@ def write_decode_outputs(result: dict, out: str | Path) -> list[Path]:
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    write_csv(result["rows"], out / "decode.csv")
+    write_csv(rows_with_machine(result), out / "decode.csv")
     write_json(result, out / "decode.json")
     md = decode_markdown(result)
     (out / "decode.md").write_text("# linmix bench decode\n\n" + md)

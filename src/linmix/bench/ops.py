@@ -28,7 +28,8 @@ import torch
 
 from linmix.bench.registry import (BASELINE, FLOOR_CLONE, FLOOR_LINEAR, OpCase, parse_modes, projection_count,
                                    select_cases)
-from linmix.bench.timing import machine_info, median, num_threads, probe_memory, resolve_device, time_call
+from linmix.bench.timing import (load_average, machine_info, median, num_threads, probe_memory, resolve_device,
+                                 time_call)
 
 DEFAULT_LENGTHS = [256 * 2**i for i in range(7)]  # 256 ... 16384
 QUICK_LENGTHS = [256, 512, 1024, 2048]
@@ -55,7 +56,8 @@ def parse_lengths(spec: str | list[int]) -> list[int]:
             try:
                 values = [int(s) for s in spec.split(",") if s.strip()]
             except ValueError:
-                raise ValueError(f"lengths must be integers like 256,512 or a range 256:16384, got {spec!r}") from None
+                raise ValueError(f"lengths must be integers like 256,512 or a range 256:16384, "
+                                 f"got {spec!r}") from None
     else:
         values = [int(v) for v in spec]
     if not values or any(v <= 0 for v in values):
@@ -189,6 +191,7 @@ def _run_ops(config: OpsConfig, progress: bool = True, command: str | None = Non
     from linmix.bench.report import summarize_ops
 
     config.validate()
+    load_before = load_average()
     device = resolve_device(config.device)
     modes = parse_modes(config.modes)
     cases = select_cases(config.mixers, modes)
@@ -256,7 +259,7 @@ def _run_ops(config: OpsConfig, progress: bool = True, command: str | None = Non
         "benchmark": "ops",
         "command": command,
         "config": asdict(config) | {"lengths": lengths, "device": str(device)},
-        "machine": machine_info(device),
+        "machine": machine_info(device) | {"load_average_before": load_before},
         "cases": [c.label for c in cases],
     }
     result = {"meta": meta, "rows": rows}

@@ -139,7 +139,8 @@ def ops_targets(rows: list[dict], lengths: list[int], cases: dict[str, dict]) ->
                            None if worst is None else worst[1] <= 1.0))
     sp = _value(rows, "spectral/causal", 8192, "speedup_fwd_bwd")
     out.append(_target("spectral causal >= 8x attention at T=8192", f"{_fmt(sp)}x",
-                       None if sp is None else sp >= 8.0, "" if sp is None or sp >= 8 else f"short by {8 / sp:.2f}x"))
+                       None if sp is None else sp >= 8.0,
+                       "" if sp is None or sp >= 8 else f"short by {8 / sp:.2f}x"))
     ratios = []
     for T in lengths:
         b, c = _value(rows, "spectral/bidir", T, "fwd_bwd_ms"), _value(rows, "spectral/causal", T, "fwd_bwd_ms")
@@ -166,7 +167,8 @@ def ops_targets(rows: list[dict], lengths: list[int], cases: dict[str, dict]) ->
         if name == BASELINE or label.startswith("floor:"):
             continue
         ml = info.get("slope_memory")
-        out.append(_target(f"{label} peak fwd+bwd memory slope <= 1.1", _fmt(ml), None if ml is None else ml <= 1.1))
+        out.append(_target(f"{label} peak fwd+bwd memory slope <= 1.1", _fmt(ml),
+                           None if ml is None else ml <= 1.1))
     for name in ("summation", "aggregation"):
         for mode in ("causal", "bidir"):
             m = _value(rows, f"{name}/{mode}", 16384, "peak_mem_mib")
@@ -261,13 +263,21 @@ def write_csv(rows: list[dict], path: Path) -> None:
             w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in keys})
 
 
+def rows_with_machine(result: dict) -> list[dict]:
+    """Rows plus the run's identity (commit, versions, CPU, threads), so a CSV stands on its own."""
+    m = result["meta"]["machine"]
+    extra = {"git_commit": m.get("git_commit"), "torch": m.get("torch"), "cpu": m.get("cpu"),
+             "threads": m.get("torch_threads"), "timestamp": m.get("timestamp")}
+    return [r | extra for r in result["rows"]]
+
+
 def write_json(result: dict, path: Path) -> None:
     path.write_text(json.dumps(result, indent=2, default=str) + "\n")
 
 
 def machine_markdown(machine: dict) -> str:
     keys = ("cpu", "cpu_count", "cpus_available", "torch_threads", "device", "gpu", "platform", "python", "torch",
-            "numpy", "linmix", "git_commit", "timestamp")
+            "numpy", "linmix", "git_commit", "timestamp", "load_average_before", "load_average")
     return "\n".join(f"- {k}: `{machine[k]}`" for k in keys if k in machine)
 
 
@@ -286,7 +296,7 @@ def write_ops_outputs(result: dict, out: str | Path) -> list[Path]:
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    write_csv(result["rows"], out / "ops.csv")
+    write_csv(rows_with_machine(result), out / "ops.csv")
     write_json(result, out / "ops.json")
     md = ops_markdown(result)
     (out / "ops.md").write_text("# linmix bench ops\n\n" + md)

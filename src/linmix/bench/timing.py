@@ -144,6 +144,14 @@ def git_commit(start: str | Path | None = None) -> str | None:
     return None
 
 
+def load_average() -> list[float] | None:
+    """1, 5 and 15 minute load averages (None where unavailable)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
 def machine_info(device: torch.device | str = "cpu") -> dict:
     """Platform, CPU, core count, thread count, library versions and git commit, for every results file."""
     import numpy
@@ -170,6 +178,7 @@ def machine_info(device: torch.device | str = "cpu") -> dict:
         "device": str(dev),
         "git_commit": git_commit(Path(__file__).parent),
     }
+    info["load_average"] = load_average()  # other processes skew CPU timings (threads meet at barriers)
     if dev.type == "cuda":
         info["cuda"] = torch.version.cuda
         info["gpu"] = torch.cuda.get_device_name(dev)

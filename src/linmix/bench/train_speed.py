@@ -19,8 +19,10 @@ import torch
 import torch.nn.functional as F
 
 from linmix.bench.registry import BASELINE, TRAIN_MODELS, parse_models
-from linmix.bench.report import md_table, targets_markdown, write_csv, write_json, write_readme
-from linmix.bench.timing import machine_info, median, num_threads, probe_memory, resolve_device, synchronize
+from linmix.bench.report import (md_table, rows_with_machine, targets_markdown, write_csv, write_json,
+                                 write_readme)
+from linmix.bench.timing import (load_average, machine_info, median, num_threads, probe_memory, resolve_device,
+                                 synchronize)
 
 DEFAULT_LENGTHS = [512, 2048, 8192]
 QUICK_LENGTHS = [256, 512]
@@ -109,6 +111,7 @@ def _run_train(config: TrainConfig, progress: bool = True, command: str | None =
     from linmix.bench.ops import _progress
 
     config.validate()
+    load_before = load_average()
     device = resolve_device(config.device)
     models = parse_models(config.models, TRAIN_MODELS)
     lengths = sorted(set(config.lengths))
@@ -167,7 +170,7 @@ def _run_train(config: TrainConfig, progress: bool = True, command: str | None =
         bar.close()
     meta = {"benchmark": "train", "command": command,
             "config": asdict(config) | {"lengths": lengths, "device": str(device), "models": models},
-            "machine": machine_info(device)}
+            "machine": machine_info(device) | {"load_average_before": load_before}}
     result = {"meta": meta, "rows": rows}
     result["summary"] = {"targets": train_targets(rows)}
     return result
@@ -214,7 +217,8 @@ def train_markdown(result: dict) -> str:
         "### Training throughput (tokens/s)", pivot("tokens_per_s", lambda v: f"{v:.0f}"),
         "### Speedup over the attention LM (tokens/s ratio)", pivot("speedup_vs_attention", lambda v: f"{v:.2f}x"),
         "### Step time (ms, median)", pivot("step_ms", lambda v: f"{v:.1f}"),
-        "### Peak extra memory of one training step (MiB, fresh process)", pivot("peak_mem_mib", lambda v: f"{v:.0f}"),
+        "### Peak extra memory of one training step (MiB, fresh process)",
+        pivot("peak_mem_mib", lambda v: f"{v:.0f}"),
         "### Parameters", pivot("params", lambda v: f"{v / 1e6:.2f}M"),
         "### Targets", targets_markdown(result["summary"]["targets"]),
     ]
@@ -226,7 +230,7 @@ def write_train_outputs(result: dict, out: str | Path) -> list[Path]:
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    write_csv(result["rows"], out / "train.csv")
+    write_csv(rows_with_machine(result), out / "train.csv")
     write_json(result, out / "train.json")
     md = train_markdown(result)
     (out / "train.md").write_text("# linmix bench train\n\n" + md)

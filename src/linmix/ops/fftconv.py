@@ -14,8 +14,11 @@ so a forward+backward costs six FFTs, the spectra ``X, K`` are saved (not recomp
 ``dL/dk`` happens in the frequency domain (one inverse FFT per channel, not per sequence), no conjugate is
 materialised (see :class:`_CausalFFTConv`), and the layout change ``[B, T, D] <-> [B, D, T]`` rides on the
 copies the zero padding and the gradient gather make anyway; the forward output in ``[B, T, D]`` layout is a
-transposed view that the output projection's matmul reads directly (:func:`causal_fft_conv_btd`). :func:`causal_conv_reference` is the explicit Toeplitz product the tests
-compare against.
+transposed view that the output projection's matmul reads directly (:func:`causal_fft_conv_btd`). Long
+sequences run in channel groups (:func:`channel_groups`) so no buffer crosses glibc's 32 MiB mmap threshold.
+:func:`causal_fft_conv_autograd` is the previous plain composition, :func:`causal_conv_reference` the
+explicit Toeplitz product the tests compare against. :func:`circular_filter_btd` is the bidirectional
+spectral mixer's ``irfft(H rfft(x))`` with the same treatment.
 """
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ import math
 import torch
 
 CHUNK = 64
-SMALL = 32  # up to this length one [T, T] triangular matmul is the cheapest scan
+SMALL = 64  # up to this length one [T, T] triangular matmul is the cheapest scan
 
 
 def prefix_sum_reference(x: torch.Tensor, reverse: bool = False) -> torch.Tensor:
@@ -56,7 +56,7 @@ def scan_chunk(T: int) -> int:
 def scan_(x: torch.Tensor, reverse: bool = False, chunk: int | None = None) -> torch.Tensor:
     """Prefix (suffix when ``reverse``) sum over dim 1 of a contiguous ``[B, T, D]`` tensor, *in place*.
 
-    Returns the result: ``x`` itself on the CPU; on CUDA (and for ``T <= 32``) a new tensor, so always use
+    Returns the result: ``x`` itself on the CPU; on CUDA (and for ``T <= SMALL``) a new tensor, so always use
     the return value. ``x`` must be float32/float64 (the caller picks the accumulation precision).
 
     CPU algorithm (T = n chunks of C rows, plus a few leftover rows): the chunk totals come from one

@@ -115,7 +115,10 @@ class SumMix(torch.autograd.Function):
         spares = []  # activation-sized buffers that are free again (reused for dL/dP and P + pos_bias)
         if ctx.causal:
             g = gy.to(work)
-            r = torch.div(g, count.to(work)) if count is not None else g.clone(memory_format=torch.contiguous_format)
+            if count is not None:
+                r = torch.div(g, count.to(work))
+            else:
+                r = g.clone(memory_format=torch.contiguous_format)
             r = scan_(r.contiguous(), reverse=True).to(mm_dtype)  # dL/dz = suffix sum of dL/dy / c
             if w_out is not None:
                 if ctx.needs_input_grad[3]:
@@ -189,8 +192,9 @@ def _positional_grad(gu: torch.Tensor, x: torch.Tensor, pos: torch.Tensor, T: in
             full = torch.empty_like(pos) if L == T else torch.zeros_like(pos)
         torch.mul(gu[0], xs[0], out=full[:T])
     else:
-        full = torch.zeros_like(pos)
-        full[:T] = (gu * xs).sum(0)
+        prod = torch.mul(gu, xs, out=spares.pop()) if spares and spares[-1].dtype == pos.dtype else gu * xs
+        full = torch.zeros_like(pos) if L != T else torch.empty_like(pos)
+        torch.sum(prod, 0, out=full[:T])
     return full
 
 
