@@ -3,7 +3,7 @@
 ``torch.cumsum`` over dim 1 of a ``[B, T, D]`` tensor walks T serially with a stride of D; on a CPU it is
 several times slower than the matmuls around it. Two faster forms live here:
 
-* :func:`scan_` (the fast path, in place): T is cut into ``n`` chunks of ``C ~ sqrt(T)/2`` rows; one
+* :func:`scan_` (the fast path, in place): T is cut into ``n`` chunks of ``C ~ sqrt(T)/4`` rows; one
   reduction gives the chunk totals, a cumsum over those (``[B, n, D]``, small) each chunk's carry, and
   ``C`` vectorised row additions, each over *all* chunks at once (row ``i`` of every chunk += row ``i - 1``),
   finish the job. About ``C + 4`` kernel calls, no temporary of the input's size, two reads and one write
@@ -48,8 +48,12 @@ def _triangle(c: int, reverse: bool, dtype: torch.dtype, device: torch.device) -
 
 
 def scan_chunk(T: int) -> int:
-    """Rows per chunk for :func:`scan_`: a power of two near ``sqrt(T) / 2`` (8 .. 128)."""
-    c = 2 ** round(math.log2(max(1.0, math.sqrt(T) / 2)))
+    """Rows per chunk for :func:`scan_`: a power of two near ``sqrt(T) / 4`` (8 .. 128).
+
+    Fewer, larger row additions than the ``sqrt(T)`` balance point: as fast on one or two threads (the
+    pass is memory-bound) and fewer thread barriers, which is what a busy machine punishes.
+    """
+    c = 2 ** math.floor(math.log2(max(1.0, math.sqrt(T) / 4)) + 0.5)
     return int(min(128, max(8, c)))
 
 
