@@ -97,14 +97,16 @@ def test_argparse_errors_are_one_line_too(capsys):
     (["--checkpoint", "{empty}"], "not a linmix checkpoint or run directory"),
     (["--checkpoint", "{run}", "--max-new-tokens", "-3"], "--max-new-tokens must be >= 0"),
     (["--checkpoint", "{run}", "--temperature", "-1"], "temperature"),
-    (["--checkpoint", "{run}", "--top-p", "2"], "top_p"),
+    (["--checkpoint", "{run}", "--top-p", "2"], "--top-p"),
+    (["--checkpoint", "{run}", "--top-k", "0"], "--top-k"),
     (["--checkpoint", "{run}", "--prompt", ""], "prompt is empty"),
 ])
 def test_bad_sample_input(args, needle, tiny_run, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     paths = {"missing": tmp_path / "missing", "empty": tmp_path / "empty", "run": tiny_run}
-    code, _, err = run_cli(["sample", *[a.format(**paths) for a in args]], capsys)
+    code, out, err = run_cli(["sample", *[a.format(**paths) for a in args]], capsys)
     assert_one_line_error(code, err, needle)
+    assert out == ""  # nothing echoed before the error
 
 
 def test_sample_needs_a_language_model(tiny_root, tmp_path, capsys):

@@ -166,10 +166,11 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     from linmix.train.distributed import resolve_device
-    from linmix.train.sample import load_lm, sample_text
+    from linmix.train.sample import check_sampling, load_lm, sample_text
 
     device = resolve_device(args.device)
     model, tokenizer = load_lm(args.checkpoint, device)
+    check_sampling(tokenizer, args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.top_p)
     out = sys.stdout
 
     def stream(piece: str) -> None:

@@ -80,6 +80,23 @@ class StreamDecoder:
         return delta
 
 
+def check_sampling(tokenizer: Tokenizer, prompt: str, max_new_tokens: int, temperature: float,
+                   top_k: int | None, top_p: float | None) -> list[int]:
+    """``ValueError`` for nonsense sampling options; returns the prompt's ids."""
+    if max_new_tokens < 0:
+        raise ValueError(f"--max-new-tokens must be >= 0, got {max_new_tokens}")
+    if not temperature >= 0:
+        raise ValueError(f"--temperature must be >= 0 (0 = greedy), got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"--top-k must be >= 1, got {top_k}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"--top-p must lie in (0, 1], got {top_p}")
+    prompt_ids = tokenizer.encode(prompt)
+    if not prompt_ids:
+        raise ValueError("the prompt is empty after tokenization; give a non-empty --prompt")
+    return prompt_ids
+
+
 def sample_text(model: LanguageModel, tokenizer: Tokenizer, prompt: str, max_new_tokens: int = 500,
                 temperature: float = 0.8, top_k: int | None = None, top_p: float | None = None, seed: int = 0,
                 stream: Callable[[str], None] | None = None) -> str:
@@ -88,11 +105,7 @@ def sample_text(model: LanguageModel, tokenizer: Tokenizer, prompt: str, max_new
     ``stream`` receives each decoded piece as soon as its token is chosen. Sampling is seeded
     (``seed``); ``temperature=0`` is greedy.
     """
-    if max_new_tokens < 0:
-        raise ValueError(f"--max-new-tokens must be >= 0, got {max_new_tokens}")
-    prompt_ids = tokenizer.encode(prompt)
-    if not prompt_ids:
-        raise ValueError("the prompt is empty after tokenization; give a non-empty --prompt")
+    prompt_ids = check_sampling(tokenizer, prompt, max_new_tokens, temperature, top_k, top_p)
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     window = model.max_len
