@@ -159,6 +159,16 @@ def _val_curve(run_dir: Path, metric: str) -> list[tuple[int, float]]:
     return [(r["step"], r[metric]) for r in rows if r.get("type") == "eval" and metric in r]
 
 
+def _train_speed(run_dir: Path, fallback: float | None) -> float | None:
+    """Median training tokens/s over the logged train steps (evaluation time excluded)."""
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return fallback
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    speeds = sorted(r["tokens_per_s"] for r in rows if r.get("type") == "train" and r.get("tokens_per_s"))
+    return speeds[len(speeds) // 2] if speeds else fallback
+
+
 def run_compare(config: CompareConfig) -> dict[str, Any]:
     """Train every candidate x seed (x LR) and write the table, the per-run records and the curves.
 
@@ -188,7 +198,8 @@ def run_compare(config: CompareConfig) -> dict[str, Any]:
                 summary = run_training(_train_config(cfg, cand, d_model, seed, lr, run_dir))
                 best = summary["best"].get("best_metrics") or summary.get("final") or {}
                 record = {"candidate": cand.name, "seed": seed, "lr": summary["config"]["lr"], "d_model": d_model,
-                          "params": summary["parameters"], "tokens_per_s": summary["tokens_per_s"],
+                          "params": summary["parameters"],
+                          "tokens_per_s": _train_speed(run_dir, summary["tokens_per_s"]),
                           "wall_s": summary["wall_time_s"], "status": summary["status"], "run_dir": str(run_dir),
                           "steps": summary["steps_done"],
                           **{m: best.get(m) for m in metrics}}
@@ -213,11 +224,13 @@ def _header(cfg: CompareConfig, wall_s: float, runs: list[dict[str, Any]]) -> st
     import torch
 
     m = machine(torch.device("cpu") if cfg.device in ("auto", "cpu") else torch.device(cfg.device))
-    v = versions()
+    machine_text = f"{m.get('device_name')} ({m.get('cpu_count')} cores, {m.get('torch_threads')} threads)"
+    v = ", ".join(f"{k} {val}" for k, val in versions().items())
     lrs = ", ".join(f"{lr:g}" for lr in cfg.lrs) if cfg.lrs else "task default"
     return (f"# linmix compare {cfg.task}: {cfg.dataset}\n\n"
             f"- candidates: {', '.join(cfg.candidates)}; baseline: {cfg.baseline}\n"
             f"- same data, tokenizer, steps ({runs[0]['steps']}), batch, seeds "
             f"({cfg.seeds}), LR grid ({lrs}; best per candidate); d_model sized so parameters are within 10% "
             f"of the baseline's\n"
-            f"- machine: {m}; versions: {v}\n- total wall time: {wall_s:.0f} s\n")
+            f"- train tokens/s: median over logged training steps (evaluation excluded); wall s includes "
+            f"evaluation\n- machine: {machine_text}; {v}\n- total wall time: {wall_s:.0f} s\n")

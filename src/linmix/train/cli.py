@@ -98,6 +98,8 @@ def _add_train_options(p: argparse.ArgumentParser, task: str) -> None:
     add("--ffn-mult", type=int, help="feed-forward width multiplier (default 4)")
     if task != "lm":
         add("--pooling", choices=("mean", "sum", "cls"), help="sequence pooling (default mean)")
+        add("--arch", choices=("block", "bare"),
+            help="block: residual blocks with feed-forward (default); bare: embedding -> mixers -> pool (the seeds' design)")
     if task == "multimodal":
         add("--fusion", choices=("add", "concat"), help="text/numeric fusion (default add)")
         add("--target", help="target column (default Rating)")
@@ -115,7 +117,7 @@ def _add_train_options(p: argparse.ArgumentParser, task: str) -> None:
 _FIELDS = ("dataset", "layers", "out", "d_model", "n_heads", "max_len", "batch_size", "steps", "epochs", "lr",
            "min_lr_ratio", "warmup", "schedule", "weight_decay", "grad_clip", "eval_every", "eval_batches",
            "checkpoint_every", "log_every", "patience", "seed", "tokenizer", "vocab_size", "positional", "norm",
-           "dropout", "ffn_mult", "pooling", "fusion", "target", "amp", "dtype", "device", "data_dir",
+           "dropout", "ffn_mult", "pooling", "arch", "fusion", "target", "amp", "dtype", "device", "data_dir",
            "lr_controller")
 
 

@@ -76,6 +76,7 @@ class TrainConfig:
     dropout: float = 0.0
     ffn_mult: int = 4
     pooling: str = "mean"
+    arch: str = "block"
     fusion: str = "add"
     target: str = "Rating"
     amp: str = "none"
@@ -133,6 +134,7 @@ class TrainConfig:
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"--seed must be a non-negative integer, got {self.seed!r}")
         _choice("--schedule", self.schedule, SCHEDULES)
+        _choice("--arch", self.arch, ("block", "bare"))
         _choice("--amp", self.amp, AMP_MODES)
         _choice("--dtype", self.dtype, DTYPES)
         _choice("--lr-controller", self.lr_controller, CONTROLLERS)

@@ -199,7 +199,7 @@ def _prepare_classify(config: TrainConfig, ctx: DistContext, given: Tokenizer | 
     task = ClassifyTask(train_b, val_b)
     _init_seed(config)
     model = Classifier(tok.vocab_size, train.num_classes, d_model=config.d_model, layers=config.layers,
-                       max_len=config.max_len, n_heads=config.n_heads, pooling=config.pooling,
+                       max_len=config.max_len, n_heads=config.n_heads, pooling=config.pooling, arch=config.arch,
                        positional=config.positional, norm=config.norm, ffn_mult=config.ffn_mult,
                        dropout=config.dropout)
     info = {"train_examples": len(train), "val_examples": len(val), "num_classes": train.num_classes,
@@ -239,7 +239,8 @@ def _prepare_multimodal(config: TrainConfig, ctx: DistContext, given: Tokenizer 
     _init_seed(config)
     model = MultimodalRegressor(tok.vocab_size, len(train.numeric_fields), d_model=config.d_model,
                                 layers=config.layers, fusion=config.fusion, max_len=config.max_len,
-                                n_heads=config.n_heads, pooling=config.pooling, positional=config.positional,
+                                n_heads=config.n_heads, pooling=config.pooling, arch=config.arch,
+                                positional=config.positional,
                                 norm=config.norm, ffn_mult=config.ffn_mult, dropout=config.dropout)
     info = {"train_examples": len(train), "val_examples": len(val), "numeric_stats": stats,
             "vocab_size": tok.vocab_size}

@@ -71,6 +71,8 @@ class LMTask(Task):
 
     monitor, mode = "val_loss", "min"
 
+    sum_keys = ("correct", "count", "loss_sum")
+
     def __init__(self, train_ids: torch.Tensor, val_ids: torch.Tensor, block_size: int, batch_size: int,
                  seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
         self.train_ids, self.val_ids = train_ids.long(), val_ids.long()
@@ -134,11 +136,14 @@ class LMTask(Task):
         x, y = batch
         logits = model(x)
         loss = F.cross_entropy(_wide(logits).flatten(0, 1), y.flatten(), reduction="sum")
-        return {"loss_sum": float(loss), "count": float(y.numel())}
+        correct = (logits.argmax(-1) == y).sum()
+        return {"loss_sum": float(loss), "correct": float(correct), "count": float(y.numel())}
 
     def finalize(self, sums: dict[str, float]) -> dict[str, float]:
-        loss = sums["loss_sum"] / max(sums["count"], 1.0)
-        return {"val_loss": loss, "val_ppl": float(np.exp(min(loss, 50.0))), "val_tokens": sums["count"]}
+        n = max(sums["count"], 1.0)
+        loss = sums["loss_sum"] / n
+        return {"val_loss": loss, "val_ppl": float(np.exp(min(loss, 50.0))), "val_acc": sums["correct"] / n,
+                "val_tokens": sums["count"]}
 
 
 def _wide(t: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,4 @@
+from linmix.cli import main
+import sys
+
+sys.exit(main())

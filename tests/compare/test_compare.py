@@ -1,0 +1,84 @@
+"""`linmix compare` on a tiny budget: the table's schema, parameter matching, and its error paths."""
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+import linmix
+from linmix.compare.run import Candidate, CompareConfig, plan_sizes, run_compare
+from linmix.compare.sizing import count_params, size_to_budget, within_budget
+
+
+def test_size_to_budget_lands_within_ten_percent_for_every_lm_spec():
+    target = count_params(linmix.LanguageModel(65, 64, "attention*4", max_len=128))
+    for spec in ["summation*4", "summation*3,attention", "spectral*4", "topological*4", "aggregation*4",
+                 "linear_attention*4", "local_attention*4"]:
+        d, p = size_to_budget(lambda d: linmix.LanguageModel(65, d, spec, max_len=128), target)
+        assert d % 8 == 0
+        assert within_budget(p, target), (spec, d, p, target)
+
+
+def test_candidate_parsing_and_defaults():
+    assert Candidate.parse("summation@bare").name == "summation@bare"
+    assert Candidate.parse("summation*3,attention").arch == "block"
+    with pytest.raises(ValueError, match="'block' or 'bare'"):
+        Candidate.parse("summation@deep")
+    cfg = CompareConfig(task="lm").resolved()
+    assert cfg.baseline == "attention*4" and cfg.dataset == "tinyshakespeare"
+    with pytest.raises(ValueError, match="not one of the candidates"):
+        CompareConfig(task="lm", baseline="spectral*4").resolved()
+
+
+def test_plan_sizes_keeps_the_baseline_and_matches_the_rest():
+    cfg = CompareConfig(task="classify", candidates=["attention@bare", "summation@bare", "summation,attention"],
+                        d_model=32).resolved()
+    sizes = plan_sizes(cfg, vocab_size=5000, num_classes=4, max_len=64)
+    assert sizes["attention@bare"][0] == 32
+    base = sizes["attention@bare"][1]
+    assert all(within_budget(p, base) for _, p in sizes.values())
+
+
+def test_tiny_lm_compare_writes_a_complete_table(data_dir, tmp_path):
+    cfg = CompareConfig(task="lm", candidates=["attention*2", "summation*2", "summation,attention"], d_model=32,
+                        max_len=32, batch_size=4, steps=4, eval_every=2, seeds=2, data_dir=str(data_dir),
+                        out=str(tmp_path / "cmp"), progress=False)
+    result = run_compare(cfg)
+    out = tmp_path / "cmp"
+    assert {"results.md", "results.csv", "runs.json", "val_curves.png"} <= {p.name for p in out.iterdir()}
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert [r["candidate"] for r in rows] == ["attention*2", "summation*2", "summation,attention"]
+    base = int(rows[0]["params"])
+    for r in rows:
+        assert abs(int(r["params"]) - base) <= 0.1 * base
+        assert 0 < float(r["val_loss"]) < 10 and 0 <= float(r["val_acc"]) <= 1
+        assert float(r["tokens_per_s"]) > 0 and int(r["seeds"]) == 2
+    assert float(rows[0]["speedup"]) == pytest.approx(1.0)
+    runs = json.loads((out / "runs.json").read_text())
+    assert len(runs) == 6 and {r["seed"] for r in runs} == {0, 1}
+    assert "| attention*2 (baseline) |" in result["markdown"] and "±" in result["markdown"]
+
+
+def test_tiny_classify_compare_sweeps_the_lr_grid_for_every_candidate(data_dir, tmp_path):
+    cfg = CompareConfig(task="classify", dataset="reuters", candidates=["attention@bare", "summation@bare"],
+                        d_model=16, max_len=32, batch_size=8, steps=3, eval_every=3, lrs=[1e-3, 3e-3],
+                        vocab_size=500, data_dir=str(data_dir), out=str(tmp_path / "c"), progress=False)
+    result = run_compare(cfg)
+    assert [r["candidate"] for r in result["rows"]] == ["attention@bare", "summation@bare"]
+    dirs = sorted(p.name for p in (tmp_path / "c" / "summation-bare").iterdir())
+    assert dirs == ["seed0-lr0.001", "seed0-lr0.003"]
+    assert all(r["lr"] in (1e-3, 3e-3) for r in result["runs"])
+
+
+def test_cli_errors_are_one_line_with_exit_code_2(tmp_path):
+    for argv, needle in [(["lm", "--layers", "atention"], "unknown mixer"),
+                         (["lm", "--steps", "-3"], "--steps"),
+                         (["classify", "--layers", "summation@deep"], "'block' or 'bare'")]:
+        proc = subprocess.run([sys.executable, "-m", "linmix.cli", "compare", *argv, "--out", str(tmp_path / "x")],
+                              capture_output=True, text=True)
+        assert proc.returncode == 2, proc.stderr
+        assert needle in proc.stderr and "Traceback" not in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
