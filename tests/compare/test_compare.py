@@ -35,9 +35,9 @@ def test_candidate_parsing_and_defaults():
 
 def test_plan_sizes_keeps_the_baseline_and_matches_the_rest():
     cfg = CompareConfig(task="classify", candidates=["attention@bare", "summation@bare", "summation,attention"],
-                        d_model=32).resolved()
+                        d_model=128).resolved()
     sizes = plan_sizes(cfg, vocab_size=5000, num_classes=4, max_len=64)
-    assert sizes["attention@bare"][0] == 32
+    assert sizes["attention@bare"][0] == 128
     base = sizes["attention@bare"][1]
     assert all(within_budget(p, base) for _, p in sizes.values())
 
