@@ -173,3 +173,29 @@ def test_fft_conv_in_channel_groups_equals_one_group(batch, monkeypatch):
     torch.testing.assert_close(y, y_ref)
     for a, b in zip(torch.autograd.grad(y, (x, k), g), want):
         torch.testing.assert_close(a, b)
+
+
+def test_onednn_gemms_agree_with_torch_linear():
+    from linmix.ops import gemm
+
+    a = torch.randn(3, 1000, 32)
+    w = torch.randn(16, 32)
+    old = gemm.MIN_ROWS
+    try:
+        gemm.MIN_ROWS = 1  # take the oneDNN path even at this size (where the build has it)
+        torch.testing.assert_close(gemm.linear(a, w), torch.nn.functional.linear(a, w), rtol=1e-5, atol=1e-5)
+        g = torch.randn(3, 1000, 16)
+        torch.testing.assert_close(gemm.matmul(g, w), g @ w, rtol=1e-5, atol=1e-5)
+        m = linmix.build_mixer("summation", 32, 1000)
+        x = torch.randn(2, 1000, 32, requires_grad=True)
+        y = m(x)
+        grads = torch.autograd.grad(y.square().sum(), [x, *m.parameters()])
+        gemm.set_onednn(False)
+        y_mkl = m(x)
+        grads_mkl = torch.autograd.grad(y_mkl.square().sum(), [x, *m.parameters()])
+    finally:
+        gemm.MIN_ROWS = old
+        gemm.set_onednn(True)
+    torch.testing.assert_close(y, y_mkl, rtol=1e-5, atol=1e-5)
+    for a_, b_ in zip(grads, grads_mkl):
+        torch.testing.assert_close(a_, b_, rtol=1e-4, atol=1e-4)

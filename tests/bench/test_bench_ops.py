@@ -76,14 +76,38 @@ def test_outputs_are_written(result, tmp_path):
     assert (tmp_path / "ops_time.png").stat().st_size > 1000
 
 
-def test_memory_limit_stops_a_case_and_says_so():
+def _fake_probe(mib_at):
+    def probe(target, kwargs, device="cpu", timeout_s=0):
+        return {"ok": True, "peak_extra_mib": mib_at(kwargs["case"]["name"], kwargs["T"]), "method": "fake"}
+    return probe
+
+
+def test_memory_limit_stops_a_case_and_says_so(monkeypatch):
+    import linmix.bench.ops as ops
+
+    # attention measured over the limit at the first length: it is not timed there, nor run again
+    monkeypatch.setattr(ops, "probe_memory", _fake_probe(lambda name, T: 100.0 if name == "attention" else 1.0))
     cfg = OpsConfig(lengths=[16, 32], mixers=["aggregation"], modes="causal", repeats=1, warmup=1, d_model=16,
-                    memory_limit_mb=1e-6, device="cpu", threads=1)
+                    memory_limit_mb=50, device="cpu", threads=1)
     rows = run_ops(cfg, progress=False)["rows"]
     first = next(r for r in rows if r["case"] == "attention/causal" and r["T"] == 16)
     later = next(r for r in rows if r["case"] == "attention/causal" and r["T"] == 32)
-    assert first["status"] == "over_limit" and "memory limit" in first["note"]
+    assert first["status"] == "over_limit" and "memory limit" in first["note"] and first["fwd_ms"] is None
     assert later["status"] == "skipped" and "memory limit" in later["note"] and later["fwd_ms"] is None
+    assert all(r["status"] == "ok" for r in rows if r["case"] == "aggregation/causal")
+
+
+def test_predicted_memory_stops_a_quadratic_case_before_it_runs(monkeypatch):
+    import linmix.bench.ops as ops
+
+    monkeypatch.setattr(ops, "probe_memory", _fake_probe(lambda name, T: 10.0))
+    cfg = OpsConfig(lengths=[16, 32], mixers=["aggregation"], modes="causal", repeats=1, warmup=1, d_model=16,
+                    memory_limit_mb=30, device="cpu", threads=1)
+    rows = run_ops(cfg, progress=False)["rows"]
+    att = next(r for r in rows if r["case"] == "attention/causal" and r["T"] == 32)
+    agg = next(r for r in rows if r["case"] == "aggregation/causal" and r["T"] == 32)
+    assert att["status"] == "skipped" and "predicted peak 40 MiB" in att["note"]  # 10 MiB x (32/16)^2
+    assert agg["status"] == "ok"  # a linear case predicts 20 MiB: runs
 
 
 def test_bad_config_is_a_value_error():

@@ -1,10 +1,12 @@
 """Token-by-feature GEMMs for the fused layers, through oneDNN on the CPU where it is available.
 
 ``torch.nn.functional.linear`` sends float32 CPU matmuls to MKL's sgemm. For the ``[T, D] x [D, D]`` products
-of a mixer (D = 256: a short inner dimension) oneDNN's kernel is faster on the CPUs measured here (AMD EPYC
-with AVX-512, 1-2 threads: about 3.4 ms against 3.8-4.8 ms at T = 4096, 12 against 18 ms at T = 16384),
-and it computes the same float32 products (no reduced-precision mode; results agree with MKL to float32
-rounding). The long-reduction weight gradients (``g^T a`` over all tokens) stay on MKL, which is faster there.
+of a mixer (D = 256: a short inner dimension) oneDNN's kernel is faster on the CPU measured here (AMD EPYC
+with AVX-512, 1-2 threads: about 3.4 ms against 3.8-4.8 ms per GEMM at T = 4096, 12 against 18 ms at
+T = 16384; the whole summation layer 5-12% faster from T = 4096 up, slower below T ~ 1k, hence
+:data:`MIN_ROWS`), and it computes the same float32 products (no reduced-precision mode; results agree with
+MKL to float32 rounding). The long-reduction weight gradients (``g^T a`` over all tokens) stay on MKL,
+which is faster there.
 
 Used only for float32 tensors on the CPU; every other dtype or device, or a torch build without the oneDNN
 op, goes through ``torch.nn.functional.linear`` (the first failure switches the fast path off for the
@@ -18,6 +20,8 @@ import torch
 import torch.nn.functional as F
 
 _ENABLED = os.environ.get("LINMIX_ONEDNN", "1") not in ("0", "false", "False", "")
+#: below this many rows (tokens) per GEMM oneDNN's per-call setup costs more than its faster kernel saves
+MIN_ROWS = 2048
 
 
 def set_onednn(enabled: bool) -> None:
@@ -32,7 +36,8 @@ def onednn_enabled() -> bool:
 
 def _onednn_ok(a: torch.Tensor, w: torch.Tensor) -> bool:
     return (_ENABLED and a.device.type == "cpu" and a.dtype == torch.float32 and w.dtype == torch.float32
-            and a.is_contiguous() and not (torch.is_grad_enabled() and (a.requires_grad or w.requires_grad)))
+            and a.is_contiguous() and a.numel() >= MIN_ROWS * a.shape[-1]
+            and not (torch.is_grad_enabled() and (a.requires_grad or w.requires_grad)))
 
 
 def linear(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
