@@ -15,6 +15,7 @@ LENGTHS = [16, 32]
 @pytest.fixture(scope="module")
 def result():
     cfg = OpsConfig(lengths=LENGTHS, mixers=["summation", "fnet"], repeats=1, warmup=1, d_model=16, budget_s=1.0,
+                    memory_repeats=2,
                     device="cpu", threads=1)
     return run_ops(cfg, progress=False, command="linmix bench ops --test")
 

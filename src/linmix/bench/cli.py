@@ -65,7 +65,7 @@ def cmd_ops(args: argparse.Namespace) -> int:
     over = dict(mixers=_csv_list(args.mixers), lengths=_int_list(args.lengths, "lengths"), modes=args.modes,
                 batch_size=args.batch_size, d_model=args.d_model, repeats=args.repeats,
                 memory_limit_mb=args.memory_limit_mb, device=args.device, dtype=args.dtype, seed=args.seed,
-                threads=args.threads, budget_s=args.budget_s)
+                threads=args.threads, budget_s=args.budget_s, memory_repeats=args.memory_repeats)
     if args.no_memory:
         over["memory"] = False
     given = {k: v for k, v in over.items() if v is not None}
@@ -138,6 +138,8 @@ def register(subparsers) -> None:
                      help="stop a case once its predicted peak memory exceeds this (default 8192)")
     ops.add_argument("--dtype", default=None, choices=("float32", "bfloat16"),
                      help="float32, or bfloat16 autocast (default float32)")
+    ops.add_argument("--memory-repeats", type=int, default=None,
+                     help="fresh processes per memory point, median reported (default 3; quick 1)")
     ops.add_argument("--no-memory", action="store_true", help="skip the fresh-process memory probes")
     ops.set_defaults(func=cmd_ops, _parser=ops)
 

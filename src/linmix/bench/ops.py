@@ -3,7 +3,8 @@
 For each length T of a doubling range and each case (:func:`linmix.bench.registry.select_cases`):
 
 1. **memory**: one forward+backward in a fresh process (:func:`linmix.bench.timing.probe_memory`), peak
-   extra memory over the state after building the layer and its input. Before each point the next peak is
+   extra memory over the state after building the layer and its input; the median of ``memory_repeats``
+   such processes (the allocator's choices vary a little from run to run). Before each point the next peak is
    predicted from the case's measured points (local log-log slope; quadratic cases assume slope 2 after
    their first point); a case whose prediction, or measurement, exceeds ``memory_limit_mb`` stops there and
    the rows say so.
@@ -78,6 +79,7 @@ class OpsConfig:
     warmup: int = 2
     budget_s: float = 25.0
     memory: bool = True
+    memory_repeats: int = 3
     memory_limit_mb: float = 8192.0
     device: str = "auto"
     dtype: str = "float32"
@@ -88,8 +90,8 @@ class OpsConfig:
     def validate(self) -> None:
         if self.batch_size <= 0 or self.d_model <= 0:
             raise ValueError("batch size and d_model must be positive")
-        if self.repeats <= 0:
-            raise ValueError(f"repeats must be >= 1, got {self.repeats}")
+        if self.repeats <= 0 or self.memory_repeats <= 0:
+            raise ValueError(f"repeats must be >= 1, got {self.repeats} (memory: {self.memory_repeats})")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         if self.memory_limit_mb <= 0:
@@ -99,7 +101,7 @@ class OpsConfig:
     @classmethod
     def quick_preset(cls, **overrides) -> "OpsConfig":
         """About two minutes on a 2-core CPU: 256 ... 2048, 3 repeats."""
-        base = dict(lengths=list(QUICK_LENGTHS), repeats=3, warmup=1, budget_s=4.0, quick=True)
+        base = dict(lengths=list(QUICK_LENGTHS), repeats=3, warmup=1, budget_s=4.0, memory_repeats=1, quick=True)
         base.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**base)
 
@@ -223,14 +225,21 @@ def _run_ops(config: OpsConfig, progress: bool = True, command: str | None = Non
                         say(f"{case.label}: {note}")
                         bar.update(1)
                         continue
-                    probe = probe_memory("linmix.bench.ops:memory_job",
-                                         dict(case=case.to_dict(), d_model=config.d_model, T=T,
-                                              batch_size=config.batch_size, device=str(device),
-                                              dtype=config.dtype, seed=config.seed),
-                                         device=device)
+                    probes = []
+                    for _ in range(config.memory_repeats):  # the allocator's choices vary a little per run
+                        probe = probe_memory("linmix.bench.ops:memory_job",
+                                             dict(case=case.to_dict(), d_model=config.d_model, T=T,
+                                                  batch_size=config.batch_size, device=str(device),
+                                                  dtype=config.dtype, seed=config.seed),
+                                             device=device)
+                        probes.append(probe)
+                        if not probe.get("ok"):
+                            break
                     if probe.get("ok"):
-                        mib = float(probe["peak_extra_mib"])
-                        rec.update(peak_mem_mib=mib, mem_method=probe["method"])
+                        peaks = [float(p["peak_extra_mib"]) for p in probes]
+                        mib = median(peaks)
+                        rec.update(peak_mem_mib=mib, peak_mem_mib_runs=" ".join(f"{v:.1f}" for v in peaks),
+                                   mem_method=probe["method"])
                         mem_points[case.label].append((T, mib))
                         if mib > config.memory_limit_mb:
                             note = (f"stopped after T={T}: measured peak {mib:.0f} MiB > memory limit "
@@ -322,7 +331,8 @@ def _row(case: OpCase, T: int, config: OpsConfig, device: torch.device, rec: dic
         "fwd_bwd_ms_min": rec.get("fwd_bwd_ms_min"), "repeats": rec.get("repeats"),
         "fwd_tokens_per_s": tokens / (fwd / 1e3) if fwd else None,
         "fwd_bwd_tokens_per_s": tokens / (fb / 1e3) if fb else None,
-        "peak_mem_mib": rec.get("peak_mem_mib"), "mem_method": rec.get("mem_method"),
+        "peak_mem_mib": rec.get("peak_mem_mib"), "peak_mem_mib_runs": rec.get("peak_mem_mib_runs"),
+        "mem_method": rec.get("mem_method"),
         "n_proj": rec.get("n_proj"),
     }
 

@@ -81,14 +81,17 @@ def scan_(x: torch.Tensor, reverse: bool = False, chunk: int | None = None) -> t
     v = x[:, lo:lo + main].view(B, n, C, D)
     totals = v.sum(2)
     inclusive = totals.flip(1).cumsum(1).flip(1) if reverse else totals.cumsum(1)
-    prev = None
-    for i in (range(C - 1, -1, -1) if reverse else range(C)):
-        v[:, :, i].add_(inclusive - totals if prev is None else v[:, :, prev])  # the first row takes the carry
-        prev = i
-    run = (inclusive[:, 0] if reverse else inclusive[:, -1]).clone()  # the total of every chunk
-    for t in (range(T - main - 1, -1, -1) if reverse else range(main, T)):  # leftover rows
-        run.add_(x[:, t])
-        x[:, t].copy_(run)
+    rows = v.unbind(2)  # row i of every chunk, [B, n, D] views
+    if reverse:
+        rows = rows[::-1]
+    rows[0].add_(inclusive - totals)  # the first row takes the chunk's carry
+    for prev, row in zip(rows, rows[1:]):
+        row.add_(prev)
+    if main < T:  # leftover rows, continuing from the total of every chunk
+        run = (inclusive[:, 0] if reverse else inclusive[:, -1]).clone()
+        for t in (range(T - main - 1, -1, -1) if reverse else range(main, T)):
+            run.add_(x[:, t])
+            x[:, t].copy_(run)
     return x
 
 
