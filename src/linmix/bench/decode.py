@@ -30,7 +30,7 @@ from linmix.bench.timing import (load_average, machine_info, median, num_threads
                                  synchronize)
 
 DEFAULT_POSITIONS = [128 * 2**i for i in range(8)]  # 128 ... 16384
-QUICK_POSITIONS = [128, 512, 2048]
+QUICK_POSITIONS = [128, 1024, 4096]
 
 
 @dataclass
@@ -238,9 +238,9 @@ def summarize_decode(rows: list[dict], positions: list[int], models: dict[str, s
         tg.append({"target": f"hybrid per-token latency bounded by its {n_att} attention layer(s): growth "
                              f"p={lo} -> {hi} <= 1.2 x (attention-stack growth x {n_att}/{n_all})",
                    "measured": "n/a" if last is None else
-                   f"+{last[1]:.2f} ms vs attention share +{last[2]:.2f} ms",
+                   f"{last[1]:+.2f} ms vs attention share {last[2]:+.2f} ms",
                    "status": "n/a" if ok is None else ("met" if ok else "missed"),
-                   "detail": ", ".join(f"p={p}: +{g:.2f} vs +{sh:.2f}" for p, g, sh in parts)})
+                   "detail": ", ".join(f"p={p}: {g:+.2f} vs {sh:+.2f}" for p, g, sh in parts)})
     return out
 
 

@@ -33,7 +33,7 @@ from linmix.bench.timing import (load_average, machine_info, median, num_threads
                                  time_call)
 
 DEFAULT_LENGTHS = [256 * 2**i for i in range(7)]  # 256 ... 16384
-QUICK_LENGTHS = [256, 512, 1024, 2048]
+QUICK_LENGTHS = [256, 512, 1024, 2048, 4096]
 DTYPES = ("float32", "bfloat16")
 
 
@@ -100,7 +100,7 @@ class OpsConfig:
 
     @classmethod
     def quick_preset(cls, **overrides) -> "OpsConfig":
-        """About two minutes on a 2-core CPU: 256 ... 2048, 3 repeats."""
+        """Under a minute on a quiet 2-core CPU (about two on a busy one): 256 ... 4096, 3 repeats."""
         base = dict(lengths=list(QUICK_LENGTHS), repeats=3, warmup=1, budget_s=4.0, memory_repeats=1, quick=True)
         base.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**base)

@@ -19,13 +19,13 @@ import torch
 import torch.nn.functional as F
 
 from linmix.bench.registry import BASELINE, TRAIN_MODELS, parse_models
-from linmix.bench.report import (md_table, rows_with_machine, targets_markdown, write_csv, write_json,
+from linmix.bench.report import (md_table, rows_with_machine, shortfall, targets_markdown, write_csv, write_json,
                                  write_readme)
 from linmix.bench.timing import (load_average, machine_info, median, num_threads, probe_memory, resolve_device,
                                  synchronize)
 
 DEFAULT_LENGTHS = [512, 2048, 8192]
-QUICK_LENGTHS = [256, 512]
+QUICK_LENGTHS = [256, 1024]
 
 
 @dataclass
@@ -50,7 +50,7 @@ class TrainConfig:
 
     @classmethod
     def quick_preset(cls, **overrides) -> "TrainConfig":
-        base = dict(lengths=list(QUICK_LENGTHS), tokens_per_step=1024, steps=2, warmup=1, memory=False, quick=True)
+        base = dict(lengths=list(QUICK_LENGTHS), tokens_per_step=2048, steps=2, warmup=1, memory=False, quick=True)
         base.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**base)
 
@@ -187,7 +187,7 @@ def train_targets(rows: list[dict]) -> list[dict]:
         out.append({"target": f"{model} LM >= {need}x attention LM tokens/s at T=2048",
                     "measured": "n/a" if s2 is None else f"{s2:.2f}x",
                     "status": "n/a" if s2 is None else ("met" if s2 >= need else "missed"),
-                    "detail": "" if s2 is None or s2 >= need else f"short by {need / s2:.2f}x"})
+                    "detail": "" if s2 is None or s2 >= need else shortfall(need, s2)})
         out.append({"target": f"{model} LM: more at T=8192 than at 2048",
                     "measured": "n/a" if s8 is None else f"{s8:.2f}x",
                     "status": "n/a" if s2 is None or s8 is None else ("met" if s8 > s2 else "missed"),
