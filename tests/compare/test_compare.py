@@ -82,3 +82,36 @@ def test_cli_errors_are_one_line_with_exit_code_2(tmp_path):
         assert proc.returncode == 2, proc.stderr
         assert needle in proc.stderr and "Traceback" not in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_time_budget_gives_each_candidate_the_steps_its_probe_measured(data_dir, tmp_path):
+    cfg = CompareConfig(task="lm", candidates=["attention*2", "summation*2"], d_model=32, max_len=64,
+                        batch_size=4, time_budget_s=0.5, probe_steps=6, eval_every=1000, final_eval_batches=2,
+                        data_dir=str(data_dir), out=str(tmp_path / "t"), progress=False)
+    result = run_compare(cfg)
+    for run in result["runs"]:
+        probe = tmp_path / "t" / "probe" / run["candidate"].replace("*", "-")
+        rows = [json.loads(line) for line in (probe / "metrics.jsonl").read_text().splitlines()]
+        step_s = sorted(r["step_s"] for r in rows if r["type"] == "train" and r["step"] > 2)
+        assert run["steps"] == max(1, int(0.5 / step_s[len(step_s) // 2]))
+    assert "training time budget (0.5 s" in result["markdown"]
+    with pytest.raises(ValueError, match="not --steps and --time-budget"):
+        CompareConfig(task="lm", steps=10, time_budget_s=5).resolved()
+
+
+def test_classify_by_epochs_reports_seconds_per_epoch(data_dir, tmp_path):
+    cfg = CompareConfig(task="classify", dataset="reuters", candidates=["attention@bare", "summation@bare"],
+                        d_model=16, max_len=16, batch_size=64, epochs=0.05, eval_every=2, eval_batches=2,
+                        vocab_size=300, data_dir=str(data_dir), out=str(tmp_path / "e"), progress=False)
+    result = run_compare(cfg)
+    for run in result["runs"]:
+        assert run["s_per_epoch"] > 0 and run["final_val_acc"] is not None
+    assert "train s/epoch" in result["markdown"] and "epochs (0.05 = " in result["markdown"]
+
+
+def test_train_config_checks_adam_betas():
+    from linmix.train import TrainConfig
+
+    assert TrainConfig(task="lm", beta2=0.99).resolved().beta2 == 0.99
+    with pytest.raises(ValueError, match="--beta2 must lie in"):
+        TrainConfig(task="lm", beta2=1.0).resolved()

@@ -25,6 +25,17 @@ def register(subparsers) -> None:
         p.add_argument("--d-model", type=int, default=128, help="the baseline's width (default 128)")
         p.add_argument("--n-heads", type=int, default=4, help="heads of head-based mixers (default 4)")
         p.add_argument("--steps", type=int, help="training steps per run (default 600 for lm, task default else)")
+        p.add_argument("--epochs", type=float, help="passes over the training data (instead of --steps)")
+        p.add_argument("--time-budget", type=float, metavar="SECONDS", dest="time_budget",
+                       help="equal training time per candidate instead of equal steps: a short timing probe "
+                            "turns the budget into each candidate's step count")
+        p.add_argument("--warmup", type=int, help="LR warmup steps (task default)")
+        p.add_argument("--min-lr-ratio", type=float, help="cosine floor as a fraction of the LR (default 0.1)")
+        p.add_argument("--weight-decay", type=float, help="AdamW weight decay on matrices (default 0.1)")
+        p.add_argument("--beta2", type=float, help="AdamW beta2 (default 0.95)")
+        p.add_argument("--eval-batches", type=int, help="validation batches per periodic evaluation")
+        p.add_argument("--final-eval-batches", type=int,
+                       help="bound the final evaluation to N batches (default: the whole validation split)")
         p.add_argument("--lr", type=float, action="append", metavar="LR",
                        help="learning rate; repeat for a grid every candidate sweeps (best of each reported)")
         p.add_argument("--seeds", type=int, default=1, help="seeds per candidate; mean ± std reported (default 1)")
@@ -45,15 +56,19 @@ def register(subparsers) -> None:
 def cmd_compare(args: argparse.Namespace) -> int:
     from linmix.compare.run import CompareConfig, run_compare
 
-    steps = args.steps if args.steps is not None else (DEFAULT_LM_STEPS if args.task == "lm" else None)
+    explicit = args.steps is not None or args.epochs is not None or args.time_budget is not None
+    steps = args.steps if explicit else (DEFAULT_LM_STEPS if args.task == "lm" else None)
     if steps is not None and steps < 1:
         raise ValueError(f"--steps must be a positive integer, got {steps}")
     dataset = args.dataset or ("tinyshakespeare" if args.task == "lm" else "ag_news")
     config = CompareConfig(task=args.task, dataset=dataset, candidates=args.layers or [], baseline=args.baseline,
                            d_model=args.d_model, n_heads=args.n_heads, max_len=args.max_len,
-                           batch_size=args.batch_size, steps=steps, lrs=args.lr or [], seeds=args.seeds,
+                           batch_size=args.batch_size, steps=steps, epochs=args.epochs,
+                           time_budget_s=args.time_budget, warmup=args.warmup, min_lr_ratio=args.min_lr_ratio,
+                           weight_decay=args.weight_decay, beta2=args.beta2, eval_batches=args.eval_batches,
+                           final_eval_batches=args.final_eval_batches, lrs=args.lr or [], seeds=args.seeds,
                            tokenizer=args.tokenizer, vocab_size=args.vocab_size,
-                           eval_every=args.eval_every or (100 if args.task == "lm" and args.steps is None else None),
+                           eval_every=args.eval_every or (100 if args.task == "lm" and not explicit else None),
                            data_dir=args.data_dir, out=args.out or f"runs/compare-{args.task}-{dataset}",
                            device=args.device, progress=not args.quiet, match_params=not args.no_match_params)
     result = run_compare(config)

@@ -25,6 +25,9 @@ TASKS = ("lm", "classify")
 #: metric reported per task, and whether lower is better
 METRICS = {"lm": (["val_loss", "val_ppl", "val_acc"], "val_loss", "min"),
            "classify": (["val_acc", "val_loss"], "val_acc", "max")}
+#: which evaluation the table reports: an LM's final one (whole split, after the schedule has ended), a
+#: classifier's best one (the seeds report best validation accuracy over epochs)
+REPORTED = {"lm": "final", "classify": "best"}
 DEFAULT_LM = ["attention*4", "summation*4", "summation*3,attention"]
 DEFAULT_CLASSIFY = ["attention", "summation", "summation,attention"]
 
@@ -64,7 +67,16 @@ class CompareConfig:
     max_len: int | None = None
     batch_size: int | None = None
     steps: int | None = None
+    epochs: float | None = None
+    time_budget_s: float | None = None
+    probe_steps: int = 12
     lrs: list[float] = field(default_factory=list)
+    warmup: int | None = None
+    min_lr_ratio: float | None = None
+    weight_decay: float | None = None
+    beta2: float | None = None
+    eval_batches: int | None = None
+    final_eval_batches: int | None = None
     seeds: int = 1
     tokenizer: str | None = None
     vocab_size: int | None = None
@@ -82,6 +94,12 @@ class CompareConfig:
         if not c.candidates:
             c.candidates = list(DEFAULT_LM if c.task == "lm" else DEFAULT_CLASSIFY)
         c.dataset = c.dataset or ("tinyshakespeare" if c.task == "lm" else "ag_news")
+        given = [name for name, v in (("--steps", c.steps), ("--epochs", c.epochs),
+                                      ("--time-budget", c.time_budget_s)) if v is not None]
+        if len(given) > 1:
+            raise ValueError(f"give one of --steps, --epochs and --time-budget, not {' and '.join(given)}")
+        if c.time_budget_s is not None and not c.time_budget_s > 0:
+            raise ValueError(f"--time-budget must be a positive number of seconds, got {c.time_budget_s}")
         if c.seeds < 1:
             raise ValueError(f"--seeds must be >= 1, got {c.seeds}")
         names = [Candidate.parse(t).name for t in c.candidates]
@@ -141,14 +159,34 @@ def _vocab_and_classes(cfg: CompareConfig, train_cfg) -> tuple[int, int, int]:
     return tok.vocab_size, data.num_classes, train_cfg.max_len
 
 
-def _train_config(cfg: CompareConfig, cand: Candidate, d_model: int, seed: int, lr: float | None, out: Path):
+def _train_config(cfg: CompareConfig, cand: Candidate, d_model: int, seed: int, lr: float | None, out: Path,
+                  **override: Any):
     from linmix.train import TrainConfig
 
-    return TrainConfig(task=cfg.task, dataset=cfg.dataset, layers=cand.layers, arch=cand.arch, d_model=d_model,
-                       n_heads=cfg.n_heads, max_len=cfg.max_len, batch_size=cfg.batch_size, steps=cfg.steps,
-                       lr=lr, seed=seed, tokenizer=cfg.tokenizer, vocab_size=cfg.vocab_size,
-                       eval_every=cfg.eval_every, data_dir=cfg.data_dir, out=str(out), device=cfg.device,
-                       progress=cfg.progress, patience=0).resolved()
+    optional = {k: v for k, v in (("min_lr_ratio", cfg.min_lr_ratio), ("weight_decay", cfg.weight_decay),
+                                  ("beta2", cfg.beta2)) if v is not None}
+    options = dict(task=cfg.task, dataset=cfg.dataset, layers=cand.layers, arch=cand.arch, d_model=d_model,
+                   n_heads=cfg.n_heads, max_len=cfg.max_len, batch_size=cfg.batch_size, steps=cfg.steps,
+                   epochs=cfg.epochs, lr=lr, seed=seed, tokenizer=cfg.tokenizer, vocab_size=cfg.vocab_size,
+                   warmup=cfg.warmup, eval_every=cfg.eval_every, eval_batches=cfg.eval_batches,
+                   final_eval_batches=cfg.final_eval_batches, data_dir=cfg.data_dir, out=str(out),
+                   device=cfg.device, progress=cfg.progress, patience=0, **optional)
+    options.update(override)
+    return TrainConfig(**options).resolved()
+
+
+def steps_for_budget(cfg: CompareConfig, cand: Candidate, d_model: int, lr: float | None, out: Path) -> int:
+    """Training steps that fit ``cfg.time_budget_s`` for this candidate: a short probe run (same data, model,
+    batch and optimizer) measures the median seconds per step, and the budget is divided by it. The real run
+    then has a fixed step count and an ordinary schedule, so it stays exactly reproducible."""
+    from linmix.train import run_training
+
+    n = max(cfg.probe_steps, 4)
+    run_training(_train_config(cfg, cand, d_model, 0, lr, out, steps=n, epochs=None, eval_every=n, log_every=1,
+                               eval_batches=1, final_eval_batches=1, warmup=0, progress=False))
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    times = sorted(r["step_s"] for r in rows if r.get("type") == "train" and r["step"] > 2)
+    return max(1, int(cfg.time_budget_s / times[len(times) // 2]))
 
 
 def _val_curve(run_dir: Path, metric: str) -> list[tuple[int, float]]:
@@ -159,14 +197,14 @@ def _val_curve(run_dir: Path, metric: str) -> list[tuple[int, float]]:
     return [(r["step"], r[metric]) for r in rows if r.get("type") == "eval" and metric in r]
 
 
-def _train_speed(run_dir: Path, fallback: float | None) -> float | None:
-    """Median training tokens/s over the logged train steps (evaluation time excluded)."""
+def _median_logged(run_dir: Path, key: str, fallback: float | None) -> float | None:
+    """Median of ``key`` over the logged training windows (evaluation time excluded)."""
     path = run_dir / "metrics.jsonl"
     if not path.exists():
         return fallback
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    speeds = sorted(r["tokens_per_s"] for r in rows if r.get("type") == "train" and r.get("tokens_per_s"))
-    return speeds[len(speeds) // 2] if speeds else fallback
+    values = sorted(r[key] for r in rows if r.get("type") == "train" and r.get(key))
+    return values[len(values) // 2] if values else fallback
 
 
 def run_compare(config: CompareConfig) -> dict[str, Any]:
@@ -191,18 +229,27 @@ def run_compare(config: CompareConfig) -> dict[str, Any]:
     started = time.perf_counter()
     for cand in cands:
         d_model, _ = sizes[cand.name]
+        override = {}
+        if cfg.time_budget_s is not None:
+            override = {"steps": steps_for_budget(cfg, cand, d_model, lrs[0], out / "probe" / _slug(cand.name))}
         for seed in range(cfg.seeds):
             best_run = None
             for lr in lrs:
                 run_dir = out / _slug(cand.name) / (f"seed{seed}" + (f"-lr{lr:g}" if lr is not None else ""))
-                summary = run_training(_train_config(cfg, cand, d_model, seed, lr, run_dir))
-                best = summary["best"].get("best_metrics") or summary.get("final") or {}
+                summary = run_training(_train_config(cfg, cand, d_model, seed, lr, run_dir, **override))
+                final = summary.get("final") or {}
+                best = (summary["best"].get("best_metrics") or final) if REPORTED[cfg.task] == "best" else final
+                step_s = _median_logged(run_dir, "step_s", None)
+                epoch_steps = (summary["steps_done"] / summary["epochs_done"]
+                               if cfg.task == "classify" and summary.get("epochs_done") else None)
                 record = {"candidate": cand.name, "seed": seed, "lr": summary["config"]["lr"], "d_model": d_model,
                           "params": summary["parameters"],
-                          "tokens_per_s": _train_speed(run_dir, summary["tokens_per_s"]),
+                          "tokens_per_s": _median_logged(run_dir, "tokens_per_s", summary["tokens_per_s"]),
+                          "s_per_epoch": step_s * epoch_steps if step_s and epoch_steps else None,
                           "wall_s": summary["wall_time_s"], "status": summary["status"], "run_dir": str(run_dir),
                           "steps": summary["steps_done"],
-                          **{m: best.get(m) for m in metrics}}
+                          **{m: best.get(m) for m in metrics},
+                          **{f"final_{m}": final.get(m) for m in metrics}}
                 score = record[monitor]
                 if best_run is None or (score is not None and (
                         best_run[monitor] is None or (score < best_run[monitor] if mode == "min"
@@ -229,8 +276,25 @@ def _header(cfg: CompareConfig, wall_s: float, runs: list[dict[str, Any]]) -> st
     lrs = ", ".join(f"{lr:g}" for lr in cfg.lrs) if cfg.lrs else "task default"
     return (f"# linmix compare {cfg.task}: {cfg.dataset}\n\n"
             f"- candidates: {', '.join(cfg.candidates)}; baseline: {cfg.baseline}\n"
-            f"- same data, tokenizer, steps ({runs[0]['steps']}), batch, seeds "
+            f"- same data, tokenizer, {_length_text(cfg, runs)}, batch, seeds "
             f"({cfg.seeds}), LR grid ({lrs}; best per candidate); d_model sized so parameters are within 10% "
             f"of the baseline's\n"
-            f"- train tokens/s: median over logged training steps (evaluation excluded); wall s includes "
+            f"- reported: the {_reported_text(cfg.task)}\n"
+            f"- train tokens/s: median over logged training windows (evaluation excluded); wall s includes "
             f"evaluation\n- machine: {machine_text}; {v}\n- total wall time: {wall_s:.0f} s\n")
+
+
+def _length_text(cfg: CompareConfig, runs: list[dict[str, Any]]) -> str:
+    if cfg.time_budget_s is not None:
+        steps = ", ".join(f"{r['candidate']} {r['steps']}" for r in runs if r["seed"] == 0)
+        return (f"training time budget ({cfg.time_budget_s:g} s of training steps each; steps from a "
+                f"{cfg.probe_steps}-step timing probe: {steps})")
+    if cfg.epochs is not None:
+        return f"epochs ({cfg.epochs:g} = {runs[0]['steps']} steps)"
+    return f"steps ({runs[0]['steps']})"
+
+
+def _reported_text(task: str) -> str:
+    if REPORTED[task] == "final":
+        return "final evaluation after the last step (whole validation split unless final_eval_batches bounds it)"
+    return "best periodic evaluation (like the seeds' best validation accuracy over epochs)"

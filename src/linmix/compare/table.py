@@ -34,6 +34,8 @@ def aggregate(runs: list[dict[str, Any]], metrics: list[str], baseline: str) -> 
             row[m], row[f"{m}_std"] = mean_std([r.get(m) for r in mine])
         row["tokens_per_s"], _ = mean_std([r["tokens_per_s"] for r in mine])
         row["wall_s"], _ = mean_std([r["wall_s"] for r in mine])
+        row["s_per_epoch"], _ = mean_std([r.get("s_per_epoch") for r in mine])
+        row["steps"] = mine[0].get("steps")
         row["speedup"] = row["tokens_per_s"] / base_speed if base_speed and math.isfinite(base_speed) else float("nan")
         rows.append(row)
     return rows
@@ -48,14 +50,18 @@ def _fmt(value: float, std: float | None, digits: int) -> str:
 
 def to_markdown(rows: list[dict[str, Any]], metrics: list[str], baseline: str) -> str:
     """A markdown table; the baseline row is marked, every metric shows mean ± std over seeds."""
-    head = ["candidate", "params", "d_model", *metrics, "train tokens/s", "wall s", "speed-up"]
+    per_epoch = any(math.isfinite(r.get("s_per_epoch", float("nan"))) for r in rows)
+    budget = len({r.get("steps") for r in rows}) > 1
+    head = ["candidate", "params", "d_model", *metrics, "train tokens/s", *(["train s/epoch"] if per_epoch else []),
+            *(["steps"] if budget else []), "wall s", "speed-up"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         name = f"{r['candidate']} (baseline)" if r["candidate"] == baseline else r["candidate"]
         digits = {m: 4 if "acc" in m else 3 for m in metrics}
         cells = [name, f"{r['params']:,}", str(r["d_model"]),
                  *(_fmt(r[m], r[f"{m}_std"] if r["seeds"] > 1 else None, digits[m]) for m in metrics),
-                 f"{r['tokens_per_s']:,.0f}", f"{r['wall_s']:.0f}", f"{r['speedup']:.2f}x"]
+                 f"{r['tokens_per_s']:,.0f}", *([_fmt(r["s_per_epoch"], None, 1)] if per_epoch else []),
+                 *([str(r["steps"])] if budget else []), f"{r['wall_s']:.0f}", f"{r['speedup']:.2f}x"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -81,10 +81,13 @@ def _add_train_options(p: argparse.ArgumentParser, task: str) -> None:
     add("--warmup", type=int, help=f"linear warmup steps (default {d['warmup']})")
     add("--schedule", choices=SCHEDULES, help="LR schedule after warmup (default cosine)")
     add("--weight-decay", type=float, help="AdamW weight decay on matrices (default 0.1)")
+    add("--beta1", type=float, help="AdamW beta1 (default 0.9)")
+    add("--beta2", type=float, help="AdamW beta2 (default 0.95; nanoGPT's char Shakespeare uses 0.99)")
     add("--grad-clip", type=float, help="clip the global gradient norm (0 = off; default 1.0)")
     add("--eval-every", type=int, help=f"evaluate every N steps (default {d['eval_every']})")
     add("--eval-batches", type=int, help=f"validation batches per periodic evaluation (default {d['eval_batches']};"
                                          " the final evaluation uses the whole split)")
+    add("--final-eval-batches", type=int, help="bound the final evaluation to N batches (default: whole split)")
     add("--checkpoint-every", type=int, help="checkpoint every N steps (default: --eval-every)")
     add("--log-every", type=int, help="log the training loss every N steps (default 10)")
     add("--patience", type=int, help=f"early stopping after N evaluations without improvement, 0 = off "
@@ -115,7 +118,7 @@ def _add_train_options(p: argparse.ArgumentParser, task: str) -> None:
 
 
 _FIELDS = ("dataset", "layers", "out", "d_model", "n_heads", "max_len", "batch_size", "steps", "epochs", "lr",
-           "min_lr_ratio", "warmup", "schedule", "weight_decay", "grad_clip", "eval_every", "eval_batches",
+           "min_lr_ratio", "warmup", "schedule", "weight_decay", "beta1", "beta2", "grad_clip", "eval_every", "eval_batches", "final_eval_batches",
            "checkpoint_every", "log_every", "patience", "seed", "tokenizer", "vocab_size", "positional", "norm",
            "dropout", "ffn_mult", "pooling", "arch", "fusion", "target", "amp", "dtype", "device", "data_dir",
            "lr_controller")

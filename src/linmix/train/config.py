@@ -42,7 +42,9 @@ class TrainConfig:
     ``steps`` and ``epochs`` are alternatives (``epochs`` is converted to steps once the data is
     loaded). ``max_len`` is the LM block size or the classifier's maximum sequence length.
     ``eval_batches`` bounds the periodic evaluation (a fixed, seeded subset of the validation split);
-    the final evaluation always covers the whole split. ``patience`` counts evaluations without
+    the final evaluation covers the whole split unless ``final_eval_batches`` bounds it too (for huge
+    validation splits, e.g. IMDB text as an LM corpus). ``beta1``/``beta2`` are AdamW's (nanoGPT's
+    char-level Shakespeare config uses beta2 = 0.99). ``patience`` counts evaluations without
     improvement of the monitored metric before stopping early (0 = never). ``checkpoint_every`` defaults
     to ``eval_every``.
     """
@@ -62,9 +64,12 @@ class TrainConfig:
     warmup: int | None = None
     schedule: str = "cosine"
     weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
     grad_clip: float = 1.0
     eval_every: int | None = None
     eval_batches: int | None = None
+    final_eval_batches: int | None = None
     checkpoint_every: int | None = None
     log_every: int = 10
     patience: int | None = None
@@ -109,7 +114,8 @@ class TrainConfig:
         """``ValueError`` naming the first nonsensical value."""
         _positive(d_model=self.d_model, n_heads=self.n_heads, max_len=self.max_len, batch_size=self.batch_size,
                   eval_every=self.eval_every, checkpoint_every=self.checkpoint_every, log_every=self.log_every,
-                  eval_batches=self.eval_batches, ffn_mult=self.ffn_mult, vocab_size=self.vocab_size)
+                  eval_batches=self.eval_batches, final_eval_batches=self.final_eval_batches,
+                  ffn_mult=self.ffn_mult, vocab_size=self.vocab_size)
         if self.steps is not None and self.epochs is not None:
             raise ValueError("give either --steps or --epochs, not both")
         if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
@@ -127,6 +133,9 @@ class TrainConfig:
             raise ValueError(f"min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio!r}")
         if not (_finite(self.weight_decay) and self.weight_decay >= 0):
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        for name, beta in (("--beta1", self.beta1), ("--beta2", self.beta2)):
+            if not (_finite(beta) and 0 <= beta < 1):
+                raise ValueError(f"{name} must lie in [0, 1), got {beta!r}")
         if not (_finite(self.grad_clip) and self.grad_clip >= 0):
             raise ValueError(f"--grad-clip must be >= 0 (0 = off), got {self.grad_clip!r}")
         if not (_finite(self.dropout) and 0 <= self.dropout < 1):

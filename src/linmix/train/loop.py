@@ -96,7 +96,7 @@ class Trainer:
         if self.ctx.enabled:
             self.ddp = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
         self.optimizer = torch.optim.AdamW(_param_groups(self.model, config.weight_decay), lr=config.lr,
-                                           betas=(0.9, 0.95))
+                                           betas=(config.beta1, config.beta2))
         self.schedule = LRSchedule(config.schedule, config.lr, config.warmup, self.total_steps, config.min_lr_ratio)
         self.controller = (QLearningLRController.from_options(config.controller_options, config.seed)
                            if config.lr_controller == "qlearning" else None)
@@ -187,7 +187,7 @@ class Trainer:
             self._finish("diverged", str(err), final_metrics=None)
             raise
         self._bar.close()
-        final = self.evaluate(None)
+        final = self.evaluate(self.config.final_eval_batches)
         self._log({"type": "final", "step": self.step, **final})
         if self.run_dir is not None:
             self.model.save_pretrained(self.run_dir)  # type: ignore[attr-defined]
@@ -217,6 +217,7 @@ class Trainer:
             self._log_train(lr, grad_norm)
         self._bar.update(1)
         stop = False
+        paused = time.perf_counter()
         if self.step % cfg.eval_every == 0 or self.step == self.total_steps:
             metrics = self.evaluate(cfg.eval_batches)
             improved = self.stopper.update(metrics, self.step)
@@ -227,13 +228,14 @@ class Trainer:
             stop = self.stopper.should_stop
         if self.step % cfg.checkpoint_every == 0 or self.step == self.total_steps or stop:
             self.save_checkpoint()
+        self._window.exclude(time.perf_counter() - paused)  # throughput counts training steps only
         return stop
 
     def _log_train(self, lr: float, grad_norm: float) -> None:
         now = time.perf_counter()
-        mean_loss, tps = self._window.flush(now)
+        mean_loss, tps, step_s = self._window.flush(now)
         self._log({"type": "train", "step": self.step, "loss": mean_loss, "lr": lr, "grad_norm": grad_norm,
-                   "tokens_per_s": tps, "epoch": self.step / self.task.steps_per_epoch,
+                   "tokens_per_s": tps, "step_s": step_s, "epoch": self.step / self.task.steps_per_epoch,
                    "elapsed_s": self.wall_before + now - self._t0})
         self.history["train"].append((self.step, mean_loss))
         self._bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tps:,.0f}", refresh=False)
@@ -338,10 +340,17 @@ class _Window:
     def add(self, loss: float, tokens: int) -> None:
         self.loss, self.n, self.tokens = self.loss + loss, self.n + 1, self.tokens + tokens
 
-    def flush(self, now: float) -> tuple[float, float]:
-        mean, rate = self.loss / max(self.n, 1), self.tokens / max(now - self.t0, 1e-9)
+    def exclude(self, seconds: float) -> None:
+        """Leave ``seconds`` (evaluation, checkpointing) out of the window's elapsed time."""
+        self.t0 += seconds
+
+    def flush(self, now: float) -> tuple[float, float, float]:
+        """Mean loss, tokens/s and seconds per step since the last flush (evaluation and checkpoint time
+        excluded, see :meth:`exclude`)."""
+        elapsed = max(now - self.t0, 1e-9)
+        mean, rate, step_s = self.loss / max(self.n, 1), self.tokens / elapsed, elapsed / max(self.n, 1)
         self.loss, self.n, self.tokens, self.t0 = 0.0, 0, 0, now
-        return mean, rate
+        return mean, rate, step_s
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
