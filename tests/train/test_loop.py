@@ -159,3 +159,14 @@ def test_qlearning_controller_runs_are_reproducible(tiny_root, tmp_path):
     assert a == b
     state = load_checkpoint(tmp_path / "a").state["controller"]
     assert state["decisions"] == 15 and len(state["q"]) == 5
+
+
+def test_adam_betas_and_bounded_final_evaluation_reach_the_trainer(tiny_root, tmp_path):
+    cfg = lm_config(tiny_root, tmp_path / "b", beta1=0.8, beta2=0.99, final_eval_batches=2, steps=4,
+                    eval_every=4).resolved()
+    trainer = build_trainer(cfg)
+    assert {g["betas"] for g in trainer.optimizer.param_groups} == {(0.8, 0.99)}
+    summary = trainer.fit()
+    assert summary["final"]["val_tokens"] == 2 * 8 * 32  # two batches of 8 windows of 32 tokens
+    records = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["step_s"] > 0 for r in records if r["type"] == "train")
