@@ -1,0 +1,120 @@
+"""Collect the per-job tables under results/compare/ into one overview (results/compare/SUMMARY.md).
+
+    python results/compare/summarize.py
+
+Reads only the ``results.csv`` files that ``run_tables.sh`` copied; prints and writes the overview. Numbers
+are not rounded in anyone's favour: accuracies to 3 decimals, losses to 3, speeds to 2 significant digits.
+"""
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SEED_CLAIMS = {"imdb": (0.88, 0.87), "20newsgroups": (0.65, 0.58), "ag_news": (0.91, 0.91), "reuters": (0.81, 0.77)}
+
+
+def load(job: str) -> list[dict[str, str]] | None:
+    path = HERE / job / "results.csv"
+    return list(csv.DictReader(open(path))) if path.exists() else None
+
+
+def num(row: dict[str, str], key: str) -> float:
+    return float(row[key]) if row.get(key) not in (None, "", "nan") else float("nan")
+
+
+def classification() -> list[str]:
+    lines = ["## 1. Classification (single-layer 'bare' models; best validation accuracy over 2 epochs)", "",
+             "Validation = the official test split, as in the seeds. Cells: accuracy / speed-up of training "
+             "tokens/s over attention@bare. Seed claim: summation vs attention accuracy from the papers.", ""]
+    header = None
+    for ds in ("imdb", "ag_news", "20newsgroups", "reuters"):
+        for length in (256, 512):
+            rows = load(f"classify-{ds}-{length}")
+            if rows is None:
+                continue
+            if header is None:
+                header = [r["candidate"] for r in rows]
+                lines += ["| dataset | T | " + " | ".join(header) + " | attention s/epoch | seed claim (sum vs attn) |",
+                          "|---|---|" + "---|" * (len(header) + 2)]
+            by = {r["candidate"]: r for r in rows}
+            cells = [f"{num(by[c], 'val_acc'):.3f} / {num(by[c], 'speedup'):.2g}x" if c in by else "n/a"
+                     for c in header]
+            claim = SEED_CLAIMS[ds]
+            lines.append(f"| {ds} | {length} | " + " | ".join(cells) +
+                         f" | {num(by['attention@bare'], 's_per_epoch'):.0f} | {claim[0]:.2f} vs {claim[1]:.2f} |")
+    return lines + [""]
+
+
+def language_models() -> list[str]:
+    lines = ["## 2. Language modelling (4-layer models, 400 steps, batch 32 x 128 tokens, parameters within 10%)",
+             "", "Cells: validation perplexity / next-token accuracy / speed-up of training tokens/s over "
+                 "attention*4.", ""]
+    jobs = [(name, load(f"lm-{name}")) for name in ("tinyshakespeare", "wikitext2", "imdb")]
+    jobs = [(n, r) for n, r in jobs if r is not None]
+    if not jobs:
+        return []
+    cands = [r["candidate"] for r in jobs[0][1]]
+    lines += ["| model | " + " | ".join(f"{n} ({'char' if n == 'tinyshakespeare' else 'BPE'})" for n, _ in jobs)
+              + " |", "|---|" + "---|" * len(jobs)]
+    for c in cands:
+        cells = []
+        for _, rows in jobs:
+            r = {x["candidate"]: x for x in rows}.get(c)
+            cells.append(f"{num(r, 'val_ppl'):.2f} / {num(r, 'val_acc'):.3f} / {num(r, 'speedup'):.2g}x"
+                         if r else "n/a")
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def nanogpt() -> list[str]:
+    lines = ["## 3. nanoGPT anchor (char Shakespeare, d 128, 4 heads, batch 12, lr 1e-3 cosine, beta2 0.99)", "",
+             "nanoGPT's README reports val loss about 1.88 for its CPU baby GPT at block 64 after 2000 iterations. "
+             "Wall seconds include evaluation.", ""]
+    lines += ["| block | steps | model | params | val loss | train tokens/s | speed-up | wall s |",
+              "|---|---|---|---|---|---|---|---|"]
+    found = False
+    for block in (64, 256, 1024):
+        rows = load(f"nanogpt-{block}")
+        if rows is None:
+            continue
+        found = True
+        for r in rows:
+            lines.append(f"| {block} | {r['steps']} | {r['candidate']} | {int(r['params']):,} | "
+                         f"{num(r, 'val_loss'):.3f} | {num(r, 'tokens_per_s'):,.0f} | {num(r, 'speedup'):.2f}x | "
+                         f"{num(r, 'wall_s'):.0f} |")
+    return lines + [""] if found else []
+
+
+def long_context() -> list[str]:
+    lines = ["## 4. Long context (WikiText-2 BPE, 8,192 tokens per step, 240 s of training each)", "",
+             "Every model gets the same training time; a timing probe sets its step count.", ""]
+    lines += ["| T | model | steps | val ppl | val acc | train tokens/s | speed-up |", "|---|---|---|---|---|---|---|"]
+    found = False
+    for t in (2048, 8192):
+        rows = load(f"long-{t}")
+        if rows is None:
+            continue
+        found = True
+        for r in rows:
+            lines.append(f"| {t} | {r['candidate']} | {r['steps']} | {num(r, 'val_ppl'):.1f} | "
+                         f"{num(r, 'val_acc'):.3f} | {num(r, 'tokens_per_s'):,.0f} | {num(r, 'speedup'):.2f}x |")
+    return lines + [""] if found else []
+
+
+def main() -> int:
+    parts = ["# Comparison tables: overview", "",
+             "Generated by `python results/compare/summarize.py` from the per-job folders beside it; each folder "
+             "holds the full table (`results.md`), the exact command (`command.txt`), per-run records and "
+             "validation curves. Jobs are defined in `run_tables.sh`.", ""]
+    for section in (classification, language_models, nanogpt, long_context):
+        parts += section()
+    text = "\n".join(parts).rstrip() + "\n"
+    (HERE / "SUMMARY.md").write_text(text)
+    sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
