@@ -246,6 +246,7 @@ def run_compare(config: CompareConfig) -> dict[str, Any]:
                           "params": summary["parameters"],
                           "tokens_per_s": _median_logged(run_dir, "tokens_per_s", summary["tokens_per_s"]),
                           "s_per_epoch": step_s * epoch_steps if step_s and epoch_steps else None,
+                          "train_s": step_s * summary["steps_done"] if step_s else None,
                           "wall_s": summary["wall_time_s"], "status": summary["status"], "run_dir": str(run_dir),
                           "steps": summary["steps_done"],
                           **{m: best.get(m) for m in metrics},
