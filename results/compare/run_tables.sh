@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Re-create the comparison tables under results/compare/ (issue: the seeds' claims, re-measured).
+# Re-create the comparison tables under results/compare/ (the summation papers' claims, re-measured).
 #
 #   bash results/compare/run_tables.sh JOB [JOB ...]     # e.g. nanogpt-64 lm-tinyshakespeare
 #   bash results/compare/run_tables.sh all

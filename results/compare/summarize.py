@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SEED_CLAIMS = {"imdb": (0.88, 0.87), "20newsgroups": (0.65, 0.58), "ag_news": (0.91, 0.91), "reuters": (0.81, 0.77)}
+PAPER_CLAIMS = {"imdb": (0.88, 0.87), "20newsgroups": (0.65, 0.58), "ag_news": (0.91, 0.91), "reuters": (0.81, 0.77)}
 
 
 def load(job: str) -> list[dict[str, str]] | None:
@@ -29,8 +29,8 @@ def classification() -> list[str]:
     lines = ["## 1. Classification (single-layer 'bare' models, word vocabulary 10k, lr 1e-3, batch 32)", "",
              "Best validation accuracy over epochs (2 for IMDB and AG News, 4 for 20 Newsgroups, 8 for Reuters "
              "R52: about 1,250-1,650 optimizer steps each), evaluated on the whole official test split after "
-             "every epoch, as the seeds report it. Cells: accuracy / speed-up of training tokens/s over "
-             "attention@bare. Seed claim: summation vs attention accuracy from the papers.", ""]
+             "every epoch, as the papers report it. Cells: accuracy / speed-up of training tokens/s over "
+             "attention@bare. Papers: summation vs attention accuracy from the papers.", ""]
     header = None
     for ds in ("imdb", "ag_news", "20newsgroups", "reuters"):
         for length in (256, 512):
@@ -39,12 +39,12 @@ def classification() -> list[str]:
                 continue
             if header is None:
                 header = [r["candidate"] for r in rows]
-                lines += ["| dataset | T | " + " | ".join(header) + " | attention s/epoch | seed claim (sum vs attn) |",
+                lines += ["| dataset | T | " + " | ".join(header) + " | attention s/epoch | papers (sum vs attn) |",
                           "|---|---|" + "---|" * (len(header) + 2)]
             by = {r["candidate"]: r for r in rows}
             cells = [f"{num(by[c], 'val_acc'):.3f} / {num(by[c], 'speedup'):.2g}x" if c in by else "n/a"
                      for c in header]
-            claim = SEED_CLAIMS[ds]
+            claim = PAPER_CLAIMS[ds]
             lines.append(f"| {ds} | {length} | " + " | ".join(cells) +
                          f" | {num(by['attention@bare'], 's_per_epoch'):.0f} | {claim[0]:.2f} vs {claim[1]:.2f} |")
     return lines + [""]
@@ -153,7 +153,7 @@ def lr_tables(title: str, note: str, jobs: tuple[str, ...]) -> list[str]:
 
 def lr_grid() -> list[str]:
     return lr_tables("## 6. The same LR grid for every classifier (3e-4, 1e-3, 3e-3)",
-                     "Where summation fell furthest short of the seed claims, every candidate is retrained at each "
+                     "Where summation fell furthest short of the papers' claims, every candidate is retrained at each "
                      "learning rate of one grid (same epochs as section 1); cells give best validation accuracy at "
                      "each LR, the best of each candidate in bold.",
                      ("lrgrid-20newsgroups-256", "lrgrid-reuters-256"))

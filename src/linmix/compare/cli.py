@@ -19,7 +19,7 @@ def register(subparsers) -> None:
         p.add_argument("--dataset", help="dataset name (default tinyshakespeare / ag_news)")
         p.add_argument("--layers", action="append", metavar="SPEC",
                        help=f"a candidate layer spec; repeat the flag (default: {' vs '.join(defaults)}). "
-                            "Classifiers take SPEC@bare for the seeds' embedding -> mixer -> pool design")
+                            "Classifiers take SPEC@bare for the summation papers' embedding -> mixer -> pool design")
         p.add_argument("--baseline", help="the candidate others are sized to and compared with "
                                           "(default: the pure attention one)")
         p.add_argument("--d-model", type=int, default=128, help="the baseline's width (default 128)")

@@ -26,7 +26,7 @@ TASKS = ("lm", "classify")
 METRICS = {"lm": (["val_loss", "val_ppl", "val_acc"], "val_loss", "min"),
            "classify": (["val_acc", "val_loss"], "val_acc", "max")}
 #: which evaluation the table reports: an LM's final one (whole split, after the schedule has ended), a
-#: classifier's best one (the seeds report best validation accuracy over epochs)
+#: classifier's best one (the summation papers report best validation accuracy over epochs)
 REPORTED = {"lm": "final", "classify": "best"}
 DEFAULT_LM = ["attention*4", "summation*4", "summation*3,attention"]
 DEFAULT_CLASSIFY = ["attention", "summation", "summation,attention"]
@@ -34,7 +34,7 @@ DEFAULT_CLASSIFY = ["attention", "summation", "summation,attention"]
 
 @dataclass
 class Candidate:
-    """One row of the table: a layer spec and, for classifiers, ``arch`` (``block`` or the seeds' ``bare``)."""
+    """One row of the table: a layer spec and, for classifiers, ``arch`` (``block`` or the papers' ``bare``)."""
 
     layers: str
     arch: str = "block"
@@ -298,4 +298,4 @@ def _length_text(cfg: CompareConfig, runs: list[dict[str, Any]]) -> str:
 def _reported_text(task: str) -> str:
     if REPORTED[task] == "final":
         return "final evaluation after the last step (whole validation split unless final_eval_batches bounds it)"
-    return "best periodic evaluation (like the seeds' best validation accuracy over epochs)"
+    return "best periodic evaluation (like the papers' best validation accuracy over epochs)"

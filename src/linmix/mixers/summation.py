@@ -205,7 +205,7 @@ def summation(
     ``normalize="count"`` (default) divides the sum at t by the number of tokens summed, so the layer's output
     scale does not grow with position; in a pre-norm stack a raw growing sum drowns the residual stream and
     trains markedly worse (Tiny Shakespeare char LM, 150 steps: val 2.53 with "count" vs 2.83 with "sqrt").
-    ``normalize="none"`` is the seeds' raw sum.
+    ``normalize="none"`` is the summation papers' raw sum.
     """
     return SumMixer(d_model, max_len, causal, depth=depth, positional=positional, pos_bias=pos_bias,
                     activation=True, normalize=normalize, out_proj=True)

@@ -86,7 +86,7 @@ class SequenceEncoder(nn.Module):
 
     Positional schemes: ``learned`` adds a learned table; ``multiplicative`` computes ``e * (P + 1)`` as in
     the summation papers; ``none`` leaves order to the mixers. ``arch="bare"`` stacks the mixers directly,
-    with no residual, feed-forward or norm: the seeds' single-layer classifiers (embedding -> mixer -> pool).
+    with no residual, feed-forward or norm: the summation papers' single-layer classifiers (embedding -> mixer -> pool).
     """
 
     def __init__(self, vocab_size: int, d_model: int, layers: str, max_len: int, causal: bool,

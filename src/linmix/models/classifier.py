@@ -42,7 +42,7 @@ class TextEncoder(nn.Module):
 class Classifier(PretrainedMixin, nn.Module):
     """Text classifier over any layer spec.
 
-    The seeds' single-layer design is ``Classifier(V, C, layers="summation", arch="bare")``: embedding ->
+    The summation papers' single-layer design is ``Classifier(V, C, layers="summation", arch="bare")``: embedding ->
     mixer -> pooled -> linear. ``arch="block"`` (default) uses residual blocks with feed-forward layers.
     """
 

@@ -102,7 +102,7 @@ def _add_train_options(p: argparse.ArgumentParser, task: str) -> None:
     if task != "lm":
         add("--pooling", choices=("mean", "sum", "cls"), help="sequence pooling (default mean)")
         add("--arch", choices=("block", "bare"),
-            help="block: residual blocks with feed-forward (default); bare: embedding -> mixers -> pool (the seeds' design)")
+            help="block: residual blocks with feed-forward (default); bare: embedding -> mixers -> pool (the summation papers' design)")
     if task == "multimodal":
         add("--fusion", choices=("add", "concat"), help="text/numeric fusion (default add)")
         add("--target", help="target column (default Rating)")
