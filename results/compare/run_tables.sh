@@ -101,6 +101,7 @@ run_job() {
   fi
   mkdir -p "$dest"
   cp runs/tables/"$job"/{results.md,results.csv,runs.json,val_curves.png} "$dest"/
+  if [[ -f runs/tables/$job/loss_vs_time.png ]]; then cp "runs/tables/$job/loss_vs_time.png" "$dest"/; fi
   { echo "OMP_NUM_THREADS=$OMP_NUM_THREADS ${cmd[*]}"
     grep -m1 "total wall time" "runs/tables/$job/results.md" | sed 's/^- /# /'; } > "$dest/command.txt"
   if [[ $job == nanogpt-* ]]; then samples "$job"; fi

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import linmix
-from linmix.compare.run import Candidate, CompareConfig, plan_sizes, run_compare
+from linmix.compare.run import Candidate, CompareConfig, _loss_by_training_time, plan_sizes, run_compare
 from linmix.compare.sizing import count_params, size_to_budget, within_budget
 
 
@@ -48,7 +48,8 @@ def test_tiny_lm_compare_writes_a_complete_table(data_dir, tmp_path):
                         out=str(tmp_path / "cmp"), progress=False)
     result = run_compare(cfg)
     out = tmp_path / "cmp"
-    assert {"results.md", "results.csv", "runs.json", "val_curves.png"} <= {p.name for p in out.iterdir()}
+    assert {"results.md", "results.csv", "runs.json", "val_curves.png", "loss_vs_time.png"} <= {
+        p.name for p in out.iterdir()}
     rows = list(csv.DictReader(open(out / "results.csv")))
     assert [r["candidate"] for r in rows] == ["attention*2", "summation*2", "summation,attention"]
     base = int(rows[0]["params"])
@@ -115,3 +116,15 @@ def test_train_config_checks_adam_betas():
     assert TrainConfig(task="lm", beta2=0.99).resolved().beta2 == 0.99
     with pytest.raises(ValueError, match="--beta2 must lie in"):
         TrainConfig(task="lm", beta2=1.0).resolved()
+
+
+def test_loss_by_training_time_adds_up_windows_and_skips_evaluation(tmp_path):
+    records = [{"type": "train", "step": 10, "loss": 3.0, "step_s": 0.5},
+               {"type": "eval", "step": 10, "val_loss": 2.9},
+               {"type": "train", "step": 15, "loss": 2.5, "step_s": 0.2},
+               {"type": "train", "step": 20, "loss": 2.0, "step_s": 0.4}]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    points = _loss_by_training_time(tmp_path)
+    assert [round(t, 6) for t, _ in points] == [5.0, 6.0, 8.0]
+    assert [loss for _, loss in points] == [3.0, 2.5, 2.0]
+    assert _loss_by_training_time(tmp_path / "missing") == []

@@ -1,4 +1,4 @@
-"""Validation curves of every candidate on one figure."""
+"""Curves of every candidate on one figure: validation metric per step, training loss per second."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,16 +9,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def plot_curves(curves: dict[str, list[tuple[int, float]]], path: Path, metric: str, title: str) -> Path | None:
-    """One line per run label (``candidate`` or ``candidate seed s``) of ``metric`` against step."""
+def plot_curves(curves: dict[str, list[tuple[float, float]]], path: Path, metric: str, title: str,
+                xlabel: str = "training step", markers: bool = True) -> Path | None:
+    """One line per run label (``candidate`` or ``candidate seed s``) of ``metric`` against ``xlabel``."""
     curves = {k: v for k, v in curves.items() if v}
     if not curves:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, points in curves.items():
         steps, values = zip(*points)
-        ax.plot(steps, values, marker="o", markersize=3, label=label)
-    ax.set_xlabel("training step")
+        ax.plot(steps, values, marker="o" if markers else None, markersize=3, label=label)
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(metric)
     ax.set_title(title)
     ax.grid(alpha=0.3)

@@ -197,6 +197,20 @@ def _val_curve(run_dir: Path, metric: str) -> list[tuple[int, float]]:
     return [(r["step"], r[metric]) for r in rows if r.get("type") == "eval" and metric in r]
 
 
+def _loss_by_training_time(run_dir: Path) -> list[tuple[float, float]]:
+    """(cumulative training seconds, window-mean training loss) per logged window; evaluation time excluded."""
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    points, seconds, last_step = [], 0.0, 0
+    for r in sorted((r for r in rows if r.get("type") == "train" and r.get("step_s")), key=lambda r: r["step"]):
+        seconds += r["step_s"] * (r["step"] - last_step)
+        last_step = r["step"]
+        points.append((seconds, r["loss"]))
+    return points
+
+
 def _median_logged(run_dir: Path, key: str, fallback: float | None) -> float | None:
     """Median of ``key`` over the logged training windows (evaluation time excluded)."""
     path = run_dir / "metrics.jsonl"
@@ -226,6 +240,7 @@ def run_compare(config: CompareConfig) -> dict[str, Any]:
     lrs = cfg.lrs or [None]
     runs: list[dict[str, Any]] = []
     curves: dict[str, list[tuple[int, float]]] = {}
+    by_time: dict[str, list[tuple[float, float]]] = {}
     started = time.perf_counter()
     for cand in cands:
         d_model, _ = sizes[cand.name]
@@ -257,12 +272,16 @@ def run_compare(config: CompareConfig) -> dict[str, Any]:
                                                       else score > best_run[monitor]))):
                     best_run = record
             runs.append(best_run)
-            curves[f"{cand.name} (seed {seed})" if cfg.seeds > 1 else cand.name] = _val_curve(
-                Path(best_run["run_dir"]), monitor)
+            label = f"{cand.name} (seed {seed})" if cfg.seeds > 1 else cand.name
+            curves[label] = _val_curve(Path(best_run["run_dir"]), monitor)
+            by_time[label] = _loss_by_training_time(Path(best_run["run_dir"]))
     rows = aggregate(runs, metrics, cfg.baseline)
     header = _header(cfg, time.perf_counter() - started, runs)
     markdown = write_table(out, rows, runs, metrics, cfg.baseline, header)
     plot_curves(curves, out / "val_curves.png", monitor, f"{cfg.task} on {cfg.dataset}: validation {monitor}")
+    plot_curves(by_time, out / "loss_vs_time.png", "training loss (mean per logged window)",
+                f"{cfg.task} on {cfg.dataset}: quality per second of training",
+                xlabel="training seconds (evaluation excluded)", markers=False)
     return {"rows": rows, "runs": runs, "markdown": markdown, "out": str(out)}
 
 
