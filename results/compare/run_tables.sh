@@ -72,7 +72,7 @@ job_args() {
 ALL=(nanogpt-64 long-2048 long-8192 nanogpt-256 nanogpt-1024 seeds-tinyshakespeare classify-20newsgroups-512
      classify-imdb-512 classify-reuters-512
      lm-tinyshakespeare classify-ag_news-256 classify-20newsgroups-256 classify-imdb-256 lm-wikitext2 lm-imdb
-     classify-reuters-256 seeds-ag_news classify-ag_news-512 lrgrid-reuters-256)
+     classify-reuters-256 seeds-ag_news classify-ag_news-512)
 ALL+=(lrgrid-20newsgroups-256 longer-20newsgroups-256)
 
 samples() {  # a short sample from every model of a nanoGPT job, greedy-free (temperature 0.8, seed 0)
