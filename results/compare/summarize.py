@@ -134,7 +134,9 @@ def lr_tables(title: str, note: str, jobs: tuple[str, ...]) -> list[str]:
     lines = [title, "", note, ""]
     found = False
     for job in jobs:
-        path = HERE / job / "runs.json"
+        path = HERE / job / "grid_runs.json"  # every run of an LR grid; runs.json holds only the best of each
+        if not path.exists():
+            path = HERE / job / "runs.json"
         if not path.exists():
             continue
         records = [r for r in json.loads(path.read_text()) if r.get("status") == "completed"]

@@ -11,6 +11,7 @@ import pytest
 import linmix
 from linmix.compare.run import Candidate, CompareConfig, _loss_by_training_time, plan_sizes, run_compare
 from linmix.compare.sizing import count_params, size_to_budget, within_budget
+from linmix.compare.table import grid_markdown
 
 
 def test_size_to_budget_lands_within_ten_percent_for_every_lm_spec():
@@ -72,6 +73,20 @@ def test_tiny_classify_compare_sweeps_the_lr_grid_for_every_candidate(data_dir, 
     dirs = sorted(p.name for p in (tmp_path / "c" / "summation-bare").iterdir())
     assert dirs == ["seed0-lr0.001", "seed0-lr0.003"]
     assert all(r["lr"] in (1e-3, 3e-3) for r in result["runs"])
+    grid = json.loads((tmp_path / "c" / "grid_runs.json").read_text())
+    assert sorted((r["candidate"], r["lr"]) for r in grid) == [
+        ("attention@bare", 1e-3), ("attention@bare", 3e-3), ("summation@bare", 1e-3), ("summation@bare", 3e-3)]
+    for chosen in result["runs"]:  # the reported run is the grid's best of its candidate
+        assert chosen["val_acc"] == max(r["val_acc"] for r in grid if r["candidate"] == chosen["candidate"])
+    assert "| lr 0.001 | lr 0.003 |" in result["markdown"] and "**" in result["markdown"]
+
+
+def test_grid_markdown_bolds_the_best_lr_of_each_candidate():
+    grid = [{"candidate": "a", "lr": 1e-3, "val_acc": 0.5}, {"candidate": "a", "lr": 3e-3, "val_acc": 0.7},
+            {"candidate": "a", "lr": 3e-3, "val_acc": 0.6}, {"candidate": "b", "lr": 1e-3, "val_ppl": 9.0}]
+    md = grid_markdown(grid, "val_acc")
+    assert "| a | 0.5000 | **0.6500** |" in md and "| b | n/a | n/a |" in md
+    assert "| b | **9.0000** |" in grid_markdown([grid[-1]], "val_ppl")
 
 
 def test_cli_errors_are_one_line_with_exit_code_2(tmp_path):

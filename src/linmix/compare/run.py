@@ -17,7 +17,7 @@ from typing import Any
 
 from linmix.compare.plots import plot_curves
 from linmix.compare.sizing import count_params, size_to_budget, within_budget
-from linmix.compare.table import aggregate, write_table
+from linmix.compare.table import aggregate, write_grid, write_table
 from linmix.models import Classifier, LanguageModel
 from linmix.models.spec import parse_layers
 
@@ -221,6 +221,26 @@ def _median_logged(run_dir: Path, key: str, fallback: float | None) -> float | N
     return values[len(values) // 2] if values else fallback
 
 
+def run_record(cfg: CompareConfig, candidate: str, seed: int, d_model: int, run_dir: Path,
+               summary: dict[str, Any]) -> dict[str, Any]:
+    """One finished training run as a table record: size, speed, and the reported (best or final) metrics."""
+    metrics = METRICS[cfg.task][0]
+    final = summary.get("final") or {}
+    best = (summary["best"].get("best_metrics") or final) if REPORTED[cfg.task] == "best" else final
+    step_s = _median_logged(run_dir, "step_s", None)
+    epoch_steps = (summary["steps_done"] / summary["epochs_done"]
+                   if cfg.task == "classify" and summary.get("epochs_done") else None)
+    return {"candidate": candidate, "seed": seed, "lr": summary["config"]["lr"], "d_model": d_model,
+            "params": summary["parameters"],
+            "tokens_per_s": _median_logged(run_dir, "tokens_per_s", summary["tokens_per_s"]),
+            "s_per_epoch": step_s * epoch_steps if step_s and epoch_steps else None,
+            "train_s": step_s * summary["steps_done"] if step_s else None,
+            "wall_s": summary["wall_time_s"], "status": summary["status"], "run_dir": str(run_dir),
+            "steps": summary["steps_done"],
+            **{m: best.get(m) for m in metrics},
+            **{f"final_{m}": final.get(m) for m in metrics}}
+
+
 def run_compare(config: CompareConfig) -> dict[str, Any]:
     """Train every candidate x seed (x LR) and write the table, the per-run records and the curves.
 
@@ -241,6 +261,7 @@ def run_compare(config: CompareConfig) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     curves: dict[str, list[tuple[int, float]]] = {}
     by_time: dict[str, list[tuple[float, float]]] = {}
+    grid_runs: list[dict[str, Any]] = []
     started = time.perf_counter()
     for cand in cands:
         d_model, _ = sizes[cand.name]
@@ -252,20 +273,8 @@ def run_compare(config: CompareConfig) -> dict[str, Any]:
             for lr in lrs:
                 run_dir = out / _slug(cand.name) / (f"seed{seed}" + (f"-lr{lr:g}" if lr is not None else ""))
                 summary = run_training(_train_config(cfg, cand, d_model, seed, lr, run_dir, **override))
-                final = summary.get("final") or {}
-                best = (summary["best"].get("best_metrics") or final) if REPORTED[cfg.task] == "best" else final
-                step_s = _median_logged(run_dir, "step_s", None)
-                epoch_steps = (summary["steps_done"] / summary["epochs_done"]
-                               if cfg.task == "classify" and summary.get("epochs_done") else None)
-                record = {"candidate": cand.name, "seed": seed, "lr": summary["config"]["lr"], "d_model": d_model,
-                          "params": summary["parameters"],
-                          "tokens_per_s": _median_logged(run_dir, "tokens_per_s", summary["tokens_per_s"]),
-                          "s_per_epoch": step_s * epoch_steps if step_s and epoch_steps else None,
-                          "train_s": step_s * summary["steps_done"] if step_s else None,
-                          "wall_s": summary["wall_time_s"], "status": summary["status"], "run_dir": str(run_dir),
-                          "steps": summary["steps_done"],
-                          **{m: best.get(m) for m in metrics},
-                          **{f"final_{m}": final.get(m) for m in metrics}}
+                record = run_record(cfg, cand.name, seed, d_model, run_dir, summary)
+                grid_runs.append(record)
                 score = record[monitor]
                 if best_run is None or (score is not None and (
                         best_run[monitor] is None or (score < best_run[monitor] if mode == "min"
@@ -278,6 +287,8 @@ def run_compare(config: CompareConfig) -> dict[str, Any]:
     rows = aggregate(runs, metrics, cfg.baseline)
     header = _header(cfg, time.perf_counter() - started, runs)
     markdown = write_table(out, rows, runs, metrics, cfg.baseline, header)
+    if len(lrs) > 1:
+        markdown = write_grid(out, grid_runs, monitor)
     plot_curves(curves, out / "val_curves.png", monitor, f"{cfg.task} on {cfg.dataset}: validation {monitor}")
     plot_curves(by_time, out / "loss_vs_time.png", "training loss (mean per logged window)",
                 f"{cfg.task} on {cfg.dataset}: quality per second of training",

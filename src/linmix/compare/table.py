@@ -78,3 +78,30 @@ def write_table(out: Path, rows: list[dict[str, Any]], runs: list[dict[str, Any]
         writer.writerows(rows)
     (out / "runs.json").write_text(json.dumps(runs, indent=2, default=str) + "\n")
     return md
+
+
+def grid_markdown(grid_runs: list[dict[str, Any]], metric: str) -> str:
+    """Per candidate, ``metric`` at every learning rate of the grid (mean over seeds); the best in bold."""
+    lrs = sorted({r["lr"] for r in grid_runs})
+    lines = [f"LR grid: {metric} at every learning rate (mean over seeds; best per candidate in bold)", "",
+             "| candidate | " + " | ".join(f"lr {lr:g}" for lr in lrs) + " |", "|---|" + "---|" * len(lrs)]
+    for cand in dict.fromkeys(r["candidate"] for r in grid_runs):
+        values = {}
+        for lr in lrs:
+            scores = [r[metric] for r in grid_runs if r["candidate"] == cand and r["lr"] == lr
+                      and r.get(metric) is not None]
+            if scores:
+                values[lr] = sum(scores) / len(scores)
+        best = (min if metric.endswith("loss") or metric.endswith("ppl") else max)(values.values(), default=None)
+        cells = ["n/a" if lr not in values else (f"**{values[lr]:.4f}**" if values[lr] == best else f"{values[lr]:.4f}")
+                 for lr in lrs]
+        lines.append(f"| {cand} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_grid(out: Path, grid_runs: list[dict[str, Any]], metric: str) -> str:
+    """Append the LR-grid table to ``results.md``, write every run of the grid to ``grid_runs.json``."""
+    (out / "grid_runs.json").write_text(json.dumps(grid_runs, indent=2, default=str) + "\n")
+    md = (out / "results.md").read_text().rstrip() + "\n\n" + grid_markdown(grid_runs, metric)
+    (out / "results.md").write_text(md)
+    return md
