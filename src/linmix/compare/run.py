@@ -184,25 +184,27 @@ def steps_for_budget(cfg: CompareConfig, cand: Candidate, d_model: int, lr: floa
     n = max(cfg.probe_steps, 4)
     run_training(_train_config(cfg, cand, d_model, 0, lr, out, steps=n, epochs=None, eval_every=n, log_every=1,
                                eval_batches=1, final_eval_batches=1, warmup=0, progress=False))
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    rows = _metric_rows(out)
     times = sorted(r["step_s"] for r in rows if r.get("type") == "train" and r["step"] > 2)
     return max(1, int(cfg.time_budget_s / times[len(times) // 2]))
 
 
-def _val_curve(run_dir: Path, metric: str) -> list[tuple[int, float]]:
+def _metric_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """The run's ``metrics.jsonl`` records (none if the run never logged)."""
     path = run_dir / "metrics.jsonl"
     if not path.exists():
         return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _val_curve(run_dir: Path, metric: str) -> list[tuple[int, float]]:
+    rows = _metric_rows(run_dir)
     return [(r["step"], r[metric]) for r in rows if r.get("type") == "eval" and metric in r]
 
 
 def _loss_by_training_time(run_dir: Path) -> list[tuple[float, float]]:
     """(cumulative training seconds, window-mean training loss) per logged window; evaluation time excluded."""
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = _metric_rows(run_dir)
     points, seconds, last_step = [], 0.0, 0
     for r in sorted((r for r in rows if r.get("type") == "train" and r.get("step_s")), key=lambda r: r["step"]):
         seconds += r["step_s"] * (r["step"] - last_step)
@@ -213,11 +215,7 @@ def _loss_by_training_time(run_dir: Path) -> list[tuple[float, float]]:
 
 def _median_logged(run_dir: Path, key: str, fallback: float | None) -> float | None:
     """Median of ``key`` over the logged training windows (evaluation time excluded)."""
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return fallback
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    values = sorted(r[key] for r in rows if r.get("type") == "train" and r.get(key))
+    values = sorted(r[key] for r in _metric_rows(run_dir) if r.get("type") == "train" and r.get(key))
     return values[len(values) // 2] if values else fallback
 
 
