@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from linmix.compare.run import METRICS, CompareConfig, _slug, run_record
+from linmix.compare.run import METRICS, CompareConfig, run_slug, run_record
 from linmix.compare.table import write_grid
 
 
@@ -22,7 +22,7 @@ def main(run_root: str, dest: str) -> int:
     records = []
     for cand in dict.fromkeys(r["candidate"] for r in chosen):
         d_model = next(r["d_model"] for r in chosen if r["candidate"] == cand)
-        for run_dir in sorted((root / _slug(cand)).glob("seed*")):
+        for run_dir in sorted((root / run_slug(cand)).glob("seed*")):
             summary = json.loads((run_dir / "summary.json").read_text())
             records.append(run_record(cfg, cand, summary["seed"], d_model, run_dir, summary))
     write_grid(out, records, METRICS[cfg.task][1])

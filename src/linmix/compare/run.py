@@ -113,7 +113,8 @@ class CompareConfig:
         return c
 
 
-def _slug(text: str) -> str:
+def run_slug(text: str) -> str:
+    """A candidate name as a folder name: runs of anything but letters and digits become one dash."""
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")
 
 
@@ -265,11 +266,11 @@ def run_compare(config: CompareConfig) -> dict[str, Any]:
         d_model, _ = sizes[cand.name]
         override = {}
         if cfg.time_budget_s is not None:
-            override = {"steps": steps_for_budget(cfg, cand, d_model, lrs[0], out / "probe" / _slug(cand.name))}
+            override = {"steps": steps_for_budget(cfg, cand, d_model, lrs[0], out / "probe" / run_slug(cand.name))}
         for seed in range(cfg.seeds):
             best_run = None
             for lr in lrs:
-                run_dir = out / _slug(cand.name) / (f"seed{seed}" + (f"-lr{lr:g}" if lr is not None else ""))
+                run_dir = out / run_slug(cand.name) / (f"seed{seed}" + (f"-lr{lr:g}" if lr is not None else ""))
                 summary = run_training(_train_config(cfg, cand, d_model, seed, lr, run_dir, **override))
                 record = run_record(cfg, cand.name, seed, d_model, run_dir, summary)
                 grid_runs.append(record)
