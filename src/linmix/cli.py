@@ -19,15 +19,21 @@ class UsageError(Exception):
 
 
 def cmd_mixers(args: argparse.Namespace) -> int:
-    """Print every registered mixer with its first docstring line and options."""
+    """Print every registered mixer class with its first docstring line and its options with defaults."""
     from linmix.mixers import MIXERS, mixer_options
 
     width = max(len(n) for n in MIXERS)
-    for name, factory in MIXERS.items():
-        doc = (factory.__doc__ or "").strip().splitlines()
-        opts = ", ".join(sorted(mixer_options(name))) or "-"
+    for name, cls in MIXERS.items():
+        doc = (cls.__doc__ or "").strip().splitlines()
+        opts = ", ".join(f"{k}={v!r}" for k, v in mixer_options(name).items()) or "-"
         print(f"{name:<{width}}  {doc[0] if doc else ''}  [options: {opts}]")
     return 0
+
+
+def format_error(command: str, err: BaseException) -> str:
+    """``linmix CMD: error: <first line>`` then the message's hint lines, indented; no traceback."""
+    lines = [line.rstrip() for line in str(err).strip().splitlines() if line.strip()] or [type(err).__name__]
+    return "\n".join([f"linmix {command}: error: {lines[0]}", *(f"  {line.strip()}" for line in lines[1:])])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,8 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (UsageError, ValueError, FileNotFoundError, NotADirectoryError) as err:
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        print(f"linmix {args.command}: error: {message}", file=sys.stderr)
+        print(format_error(args.command, err), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"linmix {args.command}: interrupted", file=sys.stderr)

@@ -9,7 +9,8 @@ import sys
 import pytest
 
 import linmix
-from linmix.compare.run import Candidate, CompareConfig, _loss_by_training_time, plan_sizes, run_compare
+from linmix.compare.run import Candidate, _loss_by_training_time, plan_sizes, resolve_compare, run_compare
+from linmix.config import compare_config
 from linmix.compare.sizing import count_params, size_to_budget, within_budget
 from linmix.compare.table import grid_markdown
 
@@ -28,23 +29,25 @@ def test_candidate_parsing_and_defaults():
     assert Candidate.parse("summation*3,attention").arch == "block"
     with pytest.raises(ValueError, match="'block' or 'bare'"):
         Candidate.parse("summation@deep")
-    cfg = CompareConfig(task="lm").resolved()
-    assert cfg.baseline == "attention*4" and cfg.dataset == "tinyshakespeare"
+    cfg = resolve_compare(compare_config(task="lm"))
+    assert cfg.baseline == "attention*4" and cfg.base.data.dataset == "tinyshakespeare"
+    assert cfg.base.run.steps == 600 and cfg.candidates == ["attention*4", "summation*4", "summation*3,attention"]
+    assert resolve_compare(compare_config("lm", steps=50)).base.run.steps == 50
     with pytest.raises(ValueError, match="not one of the candidates"):
-        CompareConfig(task="lm", baseline="spectral*4").resolved()
+        resolve_compare(compare_config(task="lm", baseline="spectral*4"))
 
 
 def test_plan_sizes_keeps_the_baseline_and_matches_the_rest():
-    cfg = CompareConfig(task="classify", candidates=["attention@bare", "summation@bare", "summation,attention"],
-                        d_model=128).resolved()
-    sizes = plan_sizes(cfg, vocab_size=5000, num_classes=4, max_len=64)
+    cfg = resolve_compare(compare_config(task="classify", candidates=["attention@bare", "summation@bare", "summation,attention"],
+                        d_model=128))
+    sizes = plan_sizes(cfg, vocab_size=5000, num_classes=4)
     assert sizes["attention@bare"][0] == 128
     base = sizes["attention@bare"][1]
     assert all(within_budget(p, base) for _, p in sizes.values())
 
 
 def test_tiny_lm_compare_writes_a_complete_table(data_dir, tmp_path):
-    cfg = CompareConfig(task="lm", candidates=["attention*2", "summation*2", "summation,attention"], d_model=32,
+    cfg = compare_config(task="lm", candidates=["attention*2", "summation*2", "summation,attention"], d_model=32,
                         max_len=32, batch_size=4, steps=4, eval_every=2, seeds=2, data_dir=str(data_dir),
                         out=str(tmp_path / "cmp"), progress=False)
     result = run_compare(cfg)
@@ -65,7 +68,7 @@ def test_tiny_lm_compare_writes_a_complete_table(data_dir, tmp_path):
 
 
 def test_tiny_classify_compare_sweeps_the_lr_grid_for_every_candidate(data_dir, tmp_path):
-    cfg = CompareConfig(task="classify", dataset="reuters", candidates=["attention@bare", "summation@bare"],
+    cfg = compare_config(task="classify", dataset="reuters", candidates=["attention@bare", "summation@bare"],
                         d_model=16, max_len=32, batch_size=8, steps=3, eval_every=3, lrs=[1e-3, 3e-3],
                         vocab_size=500, data_dir=str(data_dir), out=str(tmp_path / "c"), progress=False)
     result = run_compare(cfg)
@@ -91,7 +94,8 @@ def test_grid_markdown_bolds_the_best_lr_of_each_candidate():
 
 def test_cli_errors_are_one_line_with_exit_code_2(tmp_path):
     for argv, needle in [(["lm", "--layers", "atention"], "unknown mixer"),
-                         (["lm", "--steps", "-3"], "--steps"),
+                         (["lm", "--steps", "-3"], "steps must be a positive integer"),
+                         (["lm", "--layers", "local_attention(window=0)"], "window must be a positive integer"),
                          (["classify", "--layers", "summation@deep"], "'block' or 'bare'")]:
         proc = subprocess.run([sys.executable, "-m", "linmix.cli", "compare", *argv, "--out", str(tmp_path / "x")],
                               capture_output=True, text=True)
@@ -101,7 +105,7 @@ def test_cli_errors_are_one_line_with_exit_code_2(tmp_path):
 
 
 def test_time_budget_gives_each_candidate_the_steps_its_probe_measured(data_dir, tmp_path):
-    cfg = CompareConfig(task="lm", candidates=["attention*2", "summation*2"], d_model=32, max_len=64,
+    cfg = compare_config(task="lm", candidates=["attention*2", "summation*2"], d_model=32, max_len=64,
                         batch_size=4, time_budget_s=0.5, probe_steps=6, eval_every=1000, final_eval_batches=2,
                         data_dir=str(data_dir), out=str(tmp_path / "t"), progress=False)
     result = run_compare(cfg)
@@ -111,12 +115,12 @@ def test_time_budget_gives_each_candidate_the_steps_its_probe_measured(data_dir,
         step_s = sorted(r["step_s"] for r in rows if r["type"] == "train" and r["step"] > 2)
         assert run["steps"] == max(1, int(0.5 / step_s[len(step_s) // 2]))
     assert "training time budget (0.5 s" in result["markdown"]
-    with pytest.raises(ValueError, match="not --steps and --time-budget"):
-        CompareConfig(task="lm", steps=10, time_budget_s=5).resolved()
+    with pytest.raises(ValueError, match="not steps and time_budget_s"):
+        resolve_compare(compare_config(task="lm", steps=10, time_budget_s=5))
 
 
 def test_classify_by_epochs_reports_seconds_per_epoch(data_dir, tmp_path):
-    cfg = CompareConfig(task="classify", dataset="reuters", candidates=["attention@bare", "summation@bare"],
+    cfg = compare_config(task="classify", dataset="reuters", candidates=["attention@bare", "summation@bare"],
                         d_model=16, max_len=16, batch_size=64, epochs=0.05, eval_every=2, eval_batches=2,
                         vocab_size=300, data_dir=str(data_dir), out=str(tmp_path / "e"), progress=False)
     result = run_compare(cfg)
@@ -126,11 +130,11 @@ def test_classify_by_epochs_reports_seconds_per_epoch(data_dir, tmp_path):
 
 
 def test_train_config_checks_adam_betas():
-    from linmix.train import TrainConfig
+    from linmix.train import train_config
 
-    assert TrainConfig(task="lm", beta2=0.99).resolved().beta2 == 0.99
-    with pytest.raises(ValueError, match="--beta2 must lie in"):
-        TrainConfig(task="lm", beta2=1.0).resolved()
+    assert train_config(task="lm", beta2=0.99).resolved().optim.beta2 == 0.99
+    with pytest.raises(ValueError, match="beta2 must lie in"):
+        train_config(task="lm", beta2=1.0).resolved()
 
 
 def test_loss_by_training_time_adds_up_windows_and_skips_evaluation(tmp_path):

@@ -39,12 +39,17 @@ def test_data_dir_beats_env_beats_cache(fake_root: Path, tmp_path: Path, monkeyp
     assert resolve_dataset("imdb") == offline_private_cache / "imdb"
 
 
-def test_falls_through_when_a_place_lacks_the_dataset(fake_root: Path, tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_explicit_data_dir_never_falls_back(fake_root: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     env = tmp_path / "env"
     _copy_dataset(fake_root, "ag_news", env)
     monkeypatch.setenv("LINMIX_DATA", str(env))
-    assert resolve_dataset("ag_news", tmp_path / "empty") == env / "ag_news"
+    assert resolve_dataset("ag_news") == env / "ag_news"
+    with pytest.raises(FileNotFoundError, match="does not exist or is not a directory"):
+        resolve_dataset("ag_news", tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"dataset 'ag_news' is not in --data-dir .*empty"):
+        resolve_dataset("ag_news", tmp_path / "empty")
 
 
 def test_data_dir_may_be_the_dataset_folder_itself(fake_root: Path) -> None:
@@ -64,10 +69,9 @@ def test_not_found_message_names_dataset_places_and_remedy(tmp_path: Path, monke
     env.mkdir()
     monkeypatch.setenv("LINMIX_DATA", str(env))
     with pytest.raises(FileNotFoundError) as info:
-        resolve_dataset("tinyshakespeare", tmp_path / "given")
+        resolve_dataset("tinyshakespeare")
     msg = str(info.value)
-    for needle in ("'tinyshakespeare'", str(tmp_path / "given" / "tinyshakespeare"),
-                   str(env / "tinyshakespeare"), str(offline_private_cache / "tinyshakespeare"),
+    for needle in ("'tinyshakespeare'", str(env / "tinyshakespeare"), str(offline_private_cache / "tinyshakespeare"),
                    "offline (LINMIX_OFFLINE=1)", "LINMIX_DATA", "--data-dir"):
         assert needle in msg, needle
 

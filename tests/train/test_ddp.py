@@ -13,17 +13,17 @@ import torch
 from safetensors.torch import load_file
 from train_helpers import PYTHON
 
-from linmix.train import TrainConfig, build_trainer
+from linmix.train import train_config, build_trainer
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")]
 
 WORKER = """
 import json, sys
 from safetensors.torch import save_file
-from linmix.train import TrainConfig, build_trainer
+from linmix.train import train_config, build_trainer
 from linmix.train.distributed import cleanup_distributed, init_distributed, resolve_device
 
-config = TrainConfig(**json.loads(sys.argv[1]))
+config = train_config(**json.loads(sys.argv[1]))
 device = resolve_device("cpu")
 ctx = init_distributed(device)            # reads RANK / WORLD_SIZE / LOCAL_RANK like under torchrun
 assert ctx.world_size == 2 and ctx.backend == "gloo"
@@ -73,7 +73,7 @@ def test_two_gloo_ranks_match_one_process_with_the_global_batch(tiny_root, tmp_p
     s0 = json.loads((tmp_path / "summary0.json").read_text())
     assert s0["world_size"] == 2 and s0["ranks_in_sync"] is True
 
-    single = build_trainer(TrainConfig(**base_config(tiny_root, tmp_path / "single", batch=8)))
+    single = build_trainer(train_config(**base_config(tiny_root, tmp_path / "single", batch=8)))
     single.fit()
     for name, p in single.model.named_parameters():
         assert torch.allclose(p.detach(), rank0[name], rtol=0, atol=1e-9), f"{name}: DDP and single process differ"

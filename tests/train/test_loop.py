@@ -8,14 +8,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from linmix.train import EarlyStopping, TrainConfig, TrainingDiverged, build_trainer, load_checkpoint, run_training
+from linmix.train import EarlyStopping, train_config, TrainingDiverged, build_trainer, load_checkpoint, run_training
 
 
 def lm_config(root, out, **kw) -> TrainConfig:
     base = dict(task="lm", dataset="tinyshakespeare", data_dir=str(root), out=str(out), d_model=32, n_heads=2,
                 layers="summation,attention", max_len=32, batch_size=8, steps=40, warmup=5, eval_every=10,
                 eval_batches=4, log_every=5, progress=False)
-    return TrainConfig(**(base | kw))
+    return train_config(**(base | kw))
 
 
 def test_lm_run_writes_everything(tiny_root, tmp_path):
@@ -110,7 +110,7 @@ def test_trainer_stops_early_when_validation_stalls(tiny_root, tmp_path):
 
 
 def test_classify_task_end_to_end(tiny_root, tmp_path):
-    cfg = TrainConfig(task="classify", dataset="ag_news", data_dir=str(tiny_root), out=str(tmp_path / "c"),
+    cfg = train_config(task="classify", dataset="ag_news", data_dir=str(tiny_root), out=str(tmp_path / "c"),
                       d_model=32, layers="summation", max_len=32, batch_size=16, epochs=3, lr=3e-3, warmup=5,
                       eval_every=20, vocab_size=200, progress=False)
     summary = run_training(cfg)
@@ -122,7 +122,7 @@ def test_classify_task_end_to_end(tiny_root, tmp_path):
 
 def test_multimodal_task_end_to_end(tiny_root, tmp_path):
     out = tmp_path / "m"
-    cfg = TrainConfig(task="multimodal", dataset="clothing_reviews", data_dir=str(tiny_root), out=str(out),
+    cfg = train_config(task="multimodal", dataset="clothing_reviews", data_dir=str(tiny_root), out=str(out),
                       d_model=32, layers="summation", max_len=32, batch_size=16, steps=60, lr=3e-3, warmup=5,
                       eval_every=20, vocab_size=200, progress=False)
     summary = run_training(cfg)

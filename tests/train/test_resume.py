@@ -12,7 +12,7 @@ import torch
 from train_helpers import PYTHON, SUBPROCESS_ENV, TINY_LM
 from safetensors.torch import load_file
 
-from linmix.train import TrainConfig, build_trainer, load_checkpoint
+from linmix.train import train_config, build_trainer, load_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +69,7 @@ class Interrupted(Exception):
 
 def test_in_process_interrupt_and_resume_with_qlearning_and_dropout(tiny_root, tmp_path):
     def config(out: Path) -> TrainConfig:
-        return TrainConfig(task="lm", dataset="tinyshakespeare", data_dir=str(tiny_root), out=str(out), d_model=32,
+        return train_config(task="lm", dataset="tinyshakespeare", data_dir=str(tiny_root), out=str(out), d_model=32,
                            n_heads=2, layers="summation,attention", max_len=32, batch_size=8, steps=70, warmup=5,
                            eval_every=10, eval_batches=2, dropout=0.2, lr_controller="qlearning", seed=5,
                            controller_options={"window": 4, "epsilon": 0.5}, progress=False)
@@ -89,7 +89,7 @@ def test_in_process_interrupt_and_resume_with_qlearning_and_dropout(tiny_root, t
         trainer.fit()
     assert load_checkpoint(tmp_path / "cut").step == 40
     torch.manual_seed(1234)  # whatever the process did in between must not matter
-    resumed = build_trainer(TrainConfig(out=str(tmp_path / "cut")), resume=True)
+    resumed = build_trainer(train_config(out=str(tmp_path / "cut")), resume=True)
     assert resumed.step == 40 and resumed.controller.decisions == 10
     resumed.fit()
     same_weights(tmp_path / "full", tmp_path / "cut")
@@ -98,13 +98,13 @@ def test_in_process_interrupt_and_resume_with_qlearning_and_dropout(tiny_root, t
 
 def test_resume_refuses_a_changed_config_and_a_missing_run(tiny_root, tmp_path):
     out = tmp_path / "run"
-    cfg = TrainConfig(task="lm", data_dir=str(tiny_root), out=str(out), d_model=16, n_heads=2, layers="summation",
+    cfg = train_config(task="lm", data_dir=str(tiny_root), out=str(out), d_model=16, n_heads=2, layers="summation",
                       max_len=16, batch_size=4, steps=5, warmup=1, eval_every=5, eval_batches=1, progress=False)
     build_trainer(cfg).fit()
     with pytest.raises(ValueError, match="d_model is 16; got 32"):
-        build_trainer(TrainConfig(out=str(out), d_model=32), resume=True)
+        build_trainer(train_config(out=str(out), d_model=32), resume=True)
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
-        build_trainer(TrainConfig(out=str(tmp_path / "nope")), resume=True)
+        build_trainer(train_config(out=str(tmp_path / "nope")), resume=True)
     # mutable options (device, data dir) may change; a finished run resumes to the same summary
-    again = build_trainer(TrainConfig(out=str(out), device="cpu"), resume=True).fit()
+    again = build_trainer(train_config(out=str(out), device="cpu"), resume=True).fit()
     assert again["steps_done"] == 5 and again["status"] == "completed"

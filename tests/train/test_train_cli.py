@@ -40,18 +40,20 @@ def assert_one_line_error(code: int, err: str, needle: str) -> None:
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["--steps", "-5"], "--steps must be a positive integer"),
-    (["--batch-size", "0"], "--batch-size must be a positive integer"),
-    (["--lr", "-1"], "--lr must be a positive number"),
-    (["--lr", "nan"], "--lr must be a positive number"),
-    (["--dropout", "1.5"], "--dropout"),
-    (["--steps", "5", "--epochs", "1"], "either --steps or --epochs"),
+    (["--steps", "-5"], "steps must be a positive integer"),
+    (["--batch-size", "0"], "batch_size must be a positive integer"),
+    (["--lr", "-1"], "lr must be a positive number"),
+    (["--lr", "nan"], "lr must be a positive number"),
+    (["--dropout", "1.5"], "dropout must lie in [0, 1)"),
+    (["--steps", "5", "--epochs", "1"], "either steps or epochs"),
     (["--dataset", "nope"], "unknown dataset 'nope'"),
     (["--layers", "summation,wat"], "unknown mixer 'wat'"),
     (["--layers", "summation*0"], "repeat count"),
     (["--amp", "fp16", "--device", "cpu"], "fp16 needs CUDA"),
     (["--device", "tpu"], "device"),
     (["--block-size", "100000"], "shorter than one block"),
+    (["--layers", "local_attention(windw=8)"], "mixer 'local_attention' does not take option(s) ['windw']; it accepts"),
+    (["--data-dir", "/nonexistent/linmix-data"], "--data-dir /nonexistent/linmix-data does not exist"),
 ])
 def test_bad_training_input_is_one_line_exit_2(args, needle, tiny_root, tmp_path, capsys):
     out = tmp_path / "out"
@@ -63,8 +65,13 @@ def test_bad_training_input_is_one_line_exit_2(args, needle, tiny_root, tmp_path
 def test_missing_data_files_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("LINMIX_DATA", raising=False)
     monkeypatch.setenv("LINMIX_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "empty").mkdir()
     code, _, err = run_cli(["train", "lm", "--data-dir", tmp_path / "empty", "--out", tmp_path / "o"], capsys)
-    assert_one_line_error(code, err, "dataset 'tinyshakespeare' was not found")
+    assert code == 2 and "Traceback" not in err
+    first, *hints = err.strip().splitlines()
+    assert first.startswith("linmix train: error: dataset 'tinyshakespeare' is not in --data-dir")
+    assert hints and "README" in hints[0]  # the hint lines are printed, indented, after the error line
+    assert all(line.startswith("  ") for line in hints)
 
 
 def test_out_dir_is_never_overwritten(tiny_run, tiny_root, tmp_path, capsys):
@@ -150,7 +157,7 @@ def test_train_summary_is_printed(tiny_root, tmp_path, capsys):
     assert code == 0
     assert out.startswith("completed: 4/4 steps") and "val_loss" in out and str(tmp_path / "r") in out
     cfg = json.loads((tmp_path / "r" / "train_config.json").read_text())
-    assert cfg["steps"] == 4 and cfg["tokenizer"] == "char" and cfg["max_len"] == 32
+    assert cfg["run"]["steps"] == 4 and cfg["data"]["tokenizer"] == "char" and cfg["model"]["max_len"] == 32
 
 
 @pytest.mark.parametrize("lr", ["1e30", "1e38"])  # NaN loss at step 2; an optimizer overflow at step 1

@@ -1,18 +1,29 @@
 """Benchmarks: operator scaling vs length (``ops``), decoding cost vs position (``decode``) and end-to-end
 training throughput (``train``), each against attention, with CSV/JSON/markdown/PNG outputs.
 
-Library entry points (the CLI only parses arguments and calls these)::
+Every benchmark runs the same way (:mod:`linmix.bench.runner`)::
 
-    from linmix.bench import OpsConfig, run_ops, write_ops_outputs
-    result = run_ops(OpsConfig.quick_preset(mixers=["summation"]))
-    write_ops_outputs(result, "results/ops")
+    from linmix.bench import OpsConfig, run_bench, write_bench
+    result = run_bench("ops", OpsConfig.quick_preset(mixers=["summation"]))
+    write_bench(result, "results/ops")
+
+Names are imported on first use, so importing a leaf module (``linmix.bench.timing``, ``.machine``,
+``.memprobe``) does not import the benchmarks.
 """
-from linmix.bench.decode import DecodeConfig, run_decode, write_decode_outputs
-from linmix.bench.ops import OpsConfig, parse_lengths, run_ops
-from linmix.bench.registry import DECODE_MODELS, TRAIN_MODELS, OpCase, select_cases
-from linmix.bench.report import write_ops_outputs
-from linmix.bench.train_speed import TrainConfig, run_train, write_train_outputs
+from __future__ import annotations
 
-__all__ = ["DECODE_MODELS", "TRAIN_MODELS", "DecodeConfig", "OpCase", "OpsConfig", "TrainConfig", "parse_lengths",
-           "run_decode", "run_ops", "run_train", "select_cases", "write_decode_outputs", "write_ops_outputs",
-           "write_train_outputs"]
+import importlib
+
+_EXPORTS = {
+    "BENCHES": "linmix.bench.runner", "run_bench": "linmix.bench.runner", "write_bench": "linmix.bench.runner",
+    "OpsConfig": "linmix.bench.ops", "DecodeConfig": "linmix.bench.decode", "TrainConfig": "linmix.bench.train_speed",
+    "check_targets": "linmix.bench.targets", "load_targets": "linmix.bench.targets",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'linmix.bench' has no attribute {name!r}")

@@ -11,77 +11,80 @@ reported.
 Memory, per (model, position): ``state_mib``, the bytes of every tensor in the decoding state after the
 prompt (what a long-running generation holds: O(D) per summation layer, O(p D) per attention layer), and
 ``generate_peak_mib``, the peak extra memory of the whole ``generate`` call (prefill included) in a fresh
-process.
+process. Layer specs (``--models name=layers``) go to the model unchanged, inline options included.
 """
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
-from linmix.bench.registry import DECODE_MODELS, parse_models
-from linmix.models.spec import parse_layers
-from linmix.bench.report import (loglog_slope, md_table, rows_with_machine, upper_half, write_csv, write_json,
-                                 write_readme)
-from linmix.bench.timing import (load_average, machine_info, median, num_threads, probe_memory, resolve_device,
-                                 synchronize)
+from linmix.bench.base import LMBenchConfig
+from linmix.bench.memprobe import probe_memory
+from linmix.bench.progress import Progress
+from linmix.bench.registry import DECODE_MODELS, parse_lengths
+from linmix.bench.report import md_table, pivot, sections, targets_markdown
+from linmix.bench.stats import series, upper_slope
+from linmix.bench.timing import median, resolve_device, synchronize
 
+TITLE = "linmix bench decode: per-token generation cost vs position"
 DEFAULT_POSITIONS = [128 * 2**i for i in range(8)]  # 128 ... 16384
 QUICK_POSITIONS = [128, 1024, 4096]
 
 
 @dataclass
-class DecodeConfig:
+class DecodeConfig(LMBenchConfig):
     """What ``bench decode`` measures (recorded in every output)."""
 
     positions: list[int] = field(default_factory=lambda: list(DEFAULT_POSITIONS))
-    models: str | None = None
-    d_model: int = 256
-    n_heads: int = 4
-    vocab_size: int = 256
     new_tokens: int = 32
     repeats: int = 3
-    memory: bool = True
-    device: str = "auto"
-    seed: int = 0
-    threads: int | None = None
-    quick: bool = False
 
-    @classmethod
-    def quick_preset(cls, **overrides) -> "DecodeConfig":
-        base = dict(positions=list(QUICK_POSITIONS), new_tokens=16, repeats=2, quick=True)
-        base.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**base)
+    QUICK: ClassVar[dict] = dict(positions=QUICK_POSITIONS, new_tokens=16, repeats=2)
+    MODELS: ClassVar[dict[str, str]] = DECODE_MODELS
 
     def validate(self) -> None:
+        """``ValueError`` for a setting no run could use (before anything is built)."""
+        super().validate()
         if self.new_tokens < 2:
             raise ValueError(f"new tokens must be >= 2 (latency is the gap between tokens), got {self.new_tokens}")
-        if self.repeats < 1 or self.d_model <= 0 or self.vocab_size <= 1:
-            raise ValueError("repeats, d_model and vocab size must be positive")
-        if not self.positions or any(p <= 0 for p in self.positions):
-            raise ValueError(f"positions must be positive integers, got {self.positions}")
+        if self.repeats < 1:
+            raise ValueError(f"repeats must be >= 1, got {self.repeats}")
+        parse_lengths(self.positions)
+
+    def describe(self) -> dict:
+        """The config as recorded, with the positions and models resolved."""
+        return super().describe() | {"positions": parse_lengths(self.positions)}
 
 
-def build_lm(layers: str, d_model: int, n_heads: int, vocab_size: int, max_len: int, seed: int,
-             device: torch.device):
+Config = DecodeConfig  # the bench interface (see linmix.bench.runner)
+
+
+def build_lm(layers: str, cfg: DecodeConfig, max_len: int, device: torch.device):
+    """The LM of one point (seeded: every model starts from the same draw)."""
     from linmix.models.lm import LanguageModel
 
-    torch.manual_seed(seed)
-    lm = LanguageModel(vocab_size, d_model=d_model, layers=layers, max_len=max_len, n_heads=n_heads)
+    torch.manual_seed(cfg.seed)
+    lm = LanguageModel(cfg.vocab_size, d_model=cfg.d_model, layers=layers, max_len=max_len, n_heads=cfg.n_heads)
     return lm.to(device).eval()
 
 
 def state_bytes(state) -> int:
-    """Bytes of every tensor inside a (nested) decoding state."""
+    """Bytes of every tensor inside a (nested) decoding state: tensors, dicts, sequences, state objects."""
     if isinstance(state, torch.Tensor):
         return state.numel() * state.element_size()
     if isinstance(state, dict):
         return sum(state_bytes(v) for v in state.values())
     if isinstance(state, (list, tuple)):
         return sum(state_bytes(v) for v in state)
+    if hasattr(state, "__dict__") and not isinstance(state, type):  # a mixer's state class (KVState...)
+        return state_bytes(vars(state))
+    if hasattr(state, "__slots__"):
+        return sum(state_bytes(getattr(state, k, None)) for k in state.__slots__)
     return 0
 
 
@@ -101,205 +104,138 @@ def token_gaps(lm, prompt: torch.Tensor, new_tokens: int, device: torch.device,
     return [b - a for a, b in zip(stamps, stamps[1:])], stamps[0] - start
 
 
-def decode_memory_job(layers: str, d_model: int, n_heads: int, vocab_size: int, position: int, new_tokens: int,
-                      device: str, seed: int) -> Callable[[], None]:
+def _prompt(cfg: DecodeConfig, p: int, device: torch.device) -> torch.Tensor:
+    gen = torch.Generator(device=device).manual_seed(cfg.seed + p)
+    return torch.randint(0, cfg.vocab_size, (1, p), generator=gen, device=device)
+
+
+def decode_memory_job(layers: str, config: dict, position: int) -> Callable[[], None]:
     """Fresh-process job: build the LM, warm up on a short prompt, return the measured ``generate``."""
-    dev = torch.device(device)
-    lm = build_lm(layers, d_model, n_heads, vocab_size, position + new_tokens + 1, seed, dev)
-    gen = torch.Generator(device=dev).manual_seed(seed)
-    prompt = torch.randint(0, vocab_size, (1, position), generator=gen, device=dev)
+    cfg = DecodeConfig(**config)
+    dev = torch.device(cfg.device)
+    lm = build_lm(layers, cfg, position + cfg.new_tokens + 1, dev)
+    prompt = _prompt(cfg, position, dev)
     lm.generate(prompt[:, :8], max_new_tokens=2, temperature=1.0)
-
-    def run() -> None:
-        lm.generate(prompt, max_new_tokens=new_tokens + 1, temperature=1.0)
-
-    return run
+    return lambda: lm.generate(prompt, max_new_tokens=cfg.new_tokens + 1, temperature=1.0)
 
 
-def run_decode(config: DecodeConfig, progress: bool = True, command: str | None = None,
-               log: Callable[[str], None] | None = None) -> dict:
-    """Measure every (model, position); return ``{"meta", "rows", "summary"}``."""
-    config.validate()
-    with num_threads(config.threads):
-        return _run_decode(config, progress=progress, command=command, log=log)
+def _prepare(cfg: DecodeConfig, layers: str, p: int, device: torch.device) -> tuple:
+    """Build the point's LM and prompt, record its decoding-state size, warm it up."""
+    lm = build_lm(layers, cfg, p + cfg.new_tokens + 1, device)
+    prompt = _prompt(cfg, p, device)
+    with torch.no_grad():
+        _, states = lm.encoder.prefill(prompt)
+    token_gaps(lm, prompt[:, : min(p, 16)], 2, device, cfg.seed)  # warm-up
+    return lm, prompt, state_bytes(states) / 2**20
 
 
-def _run_decode(config: DecodeConfig, progress: bool = True, command: str | None = None,
-                log: Callable[[str], None] | None = None) -> dict:
-    from linmix.bench.ops import _progress
+def _peak(cfg: DecodeConfig, name: str, layers: str, p: int, bar: Progress) -> float | None:
+    """Peak extra memory of the whole ``generate`` in a fresh process (None when off or failed)."""
+    if not cfg.memory:
+        return None
+    bar.step(f"{name} p={p} memory")
+    probe = probe_memory("linmix.bench.decode:decode_memory_job",
+                         dict(layers=layers, config=asdict(cfg), position=p), device=cfg.device)
+    bar.update(1)
+    if not probe.get("ok"):
+        bar.log(f"{name} p={p}: {probe.get('error')}")
+    return probe.get("peak_extra_mib") if probe.get("ok") else None
 
-    config.validate()
-    load_before = load_average()
+
+def _measure_model(cfg: DecodeConfig, name: str, layers: str, positions: list[int], device: torch.device,
+                   bar: Progress) -> list[dict]:
+    """The records of one model: every position built, then timed round-robin ``repeats`` times."""
+    points, gaps, firsts = {}, {p: [] for p in positions}, {p: [] for p in positions}
+    for p in positions:
+        bar.step(f"{name} p={p} build")
+        points[p] = _prepare(cfg, layers, p, device)
+        bar.update(1)
+    for r in range(cfg.repeats):
+        for p in positions:
+            bar.step(f"{name} p={p} generate ({r + 1}/{cfg.repeats})")
+            g, first = token_gaps(points[p][0], points[p][1], cfg.new_tokens, device, cfg.seed + r)
+            gaps[p] += g
+            firsts[p].append(first)
+            bar.update(1)
+    states = {p: points[p][2] for p in positions}
+    points.clear()
+    return [{"model": name, "layers": layers, "position": p, "d_model": cfg.d_model, "device": cfg.device,
+             "new_tokens": cfg.new_tokens, "samples": len(gaps[p]), "per_token_ms": 1e3 * median(gaps[p]),
+             "per_token_ms_min": 1e3 * min(gaps[p]), "tokens_per_s": 1.0 / median(gaps[p]),
+             "prefill_first_token_ms": 1e3 * median(firsts[p]), "state_mib": states[p],
+             "generate_peak_mib": _peak(cfg, name, layers, p, bar)} for p in positions]
+
+
+def run(config: DecodeConfig, progress: bool = True) -> list[dict]:
+    """Measure every (model, position); one record each."""
     device = resolve_device(config.device)
-    models = parse_models(config.models, DECODE_MODELS)
-    positions = sorted(set(config.positions))
-    say = log or (lambda msg: None)
+    config = replace(config, device=str(device))
+    models = config.model_specs()
+    positions = parse_lengths(config.positions)
     total = len(models) * len(positions) * (config.repeats + (2 if config.memory else 1))
-    bar = _progress(total=total, enabled=progress, desc="bench decode")
-    rows = []
-    try:
+    rows: list[dict] = []
+    with Progress(total, "bench decode", progress) as bar:
         for name, layers in models.items():
-            lms, prompts, recs = {}, {}, {}
-            for p in positions:
-                bar.set_description(f"{name} p={p} build")
-                lm = build_lm(layers, config.d_model, config.n_heads, config.vocab_size, p + config.new_tokens + 1,
-                              config.seed, device)
-                gen = torch.Generator(device=device).manual_seed(config.seed + p)
-                prompt = torch.randint(0, config.vocab_size, (1, p), generator=gen, device=device)
-                with torch.no_grad():
-                    _, states = lm.encoder.prefill(prompt)
-                recs[p] = {"gaps": [], "first": [], "state_mib": state_bytes(states) / 2**20}
-                del states
-                token_gaps(lm, prompt[:, : min(p, 16)], 2, device, config.seed)  # warm-up
-                lms[p], prompts[p] = lm, prompt
-                bar.update(1)
-            for r in range(config.repeats):
-                for p in positions:
-                    bar.set_description(f"{name} p={p} generate ({r + 1}/{config.repeats})")
-                    gaps, first = token_gaps(lms[p], prompts[p], config.new_tokens, device, config.seed + r)
-                    recs[p]["gaps"] += gaps
-                    recs[p]["first"].append(first)
-                    bar.update(1)
-            lms.clear()
-            for p in positions:
-                rec = recs[p]
-                peak = None
-                if config.memory:
-                    bar.set_description(f"{name} p={p} memory")
-                    probe = probe_memory("linmix.bench.decode:decode_memory_job",
-                                         dict(layers=layers, d_model=config.d_model, n_heads=config.n_heads,
-                                              vocab_size=config.vocab_size, position=p,
-                                              new_tokens=config.new_tokens, device=str(device), seed=config.seed),
-                                         device=device)
-                    peak = probe.get("peak_extra_mib") if probe.get("ok") else None
-                    if not probe.get("ok"):
-                        say(f"{name} p={p}: {probe.get('error')}")
-                    bar.update(1)
-                gaps = rec["gaps"]
-                rows.append({
-                    "model": name, "layers": layers, "position": p, "d_model": config.d_model,
-                    "device": str(device), "new_tokens": config.new_tokens, "samples": len(gaps),
-                    "per_token_ms": 1e3 * median(gaps), "per_token_ms_min": 1e3 * min(gaps),
-                    "tokens_per_s": 1.0 / median(gaps), "prefill_first_token_ms": 1e3 * median(rec["first"]),
-                    "state_mib": rec["state_mib"], "generate_peak_mib": peak,
-                })
-            say(f"{name}: " + ", ".join(f"p={r['position']} {r['per_token_ms']:.2f}ms" for r in rows
-                                        if r["model"] == name))
-    finally:
-        bar.close()
-    meta = {"benchmark": "decode", "command": command,
-            "config": asdict(config) | {"positions": positions, "device": str(device), "models": models},
-            "machine": machine_info(device) | {"load_average_before": load_before}}
-    result = {"meta": meta, "rows": rows}
-    result["summary"] = summarize_decode(rows, positions, models)
-    return result
+            mine = _measure_model(config, name, layers, positions, device, bar)
+            bar.log(f"{name}: " + ", ".join(f"p={r['position']} {r['per_token_ms']:.2f}ms" for r in mine))
+            rows += mine
+    return rows
 
 
-def _lat(rows: list[dict], model: str, p: int) -> float | None:
-    return next((r["per_token_ms"] for r in rows if r["model"] == model and r["position"] == p), None)
-
-
-def summarize_decode(rows: list[dict], positions: list[int], models: dict[str, str]) -> dict:
-    """Per model: latency at the last over the first position, log-log slopes; and the issue's targets."""
-    lo, hi = positions[0], positions[-1]
-    upper = upper_half(positions)
-    out: dict = {"models": {}, "targets": []}
-    for name in models:
-        pts = [(r["position"], r["per_token_ms"], r["state_mib"]) for r in rows if r["model"] == name]
-        a, b = _lat(rows, name, lo), _lat(rows, name, hi)
-        top = [pt for pt in pts if pt[0] in upper]
+def summarize(rows: list[dict], config: DecodeConfig | None = None) -> dict:
+    """Per model: latency at the last over the first position, and log-log slopes of latency and state."""
+    positions = sorted({r["position"] for r in rows})
+    out: dict = {"models": {}}
+    for name in dict.fromkeys(r["model"] for r in rows):
+        lat = series(rows, "model", name, "position", "per_token_ms")
+        first, last = lat.get(positions[0]), lat.get(positions[-1])
         out["models"][name] = {
-            "latency_ratio_last_first": b / a if a and b else None,
-            "latency_slope": loglog_slope([p for p, _, _ in top], [v for _, v, _ in top]),
-            "state_slope": loglog_slope([p for p, _, _ in top], [s for _, _, s in top]),
+            "latency_ratio_last_first": last / first if first and last else None,
+            "latency_slope": upper_slope(lat, positions),
+            "state_slope": upper_slope(series(rows, "model", name, "position", "state_mib"), positions),
         }
-    tg = out["targets"]
-    if "summation" in models:
-        ratio = out["models"]["summation"]["latency_ratio_last_first"]
-        tg.append({"target": f"summation stack per-token latency at position {hi} within 1.1x of position {lo}",
-                   "measured": "n/a" if ratio is None else f"{ratio:.3f}x",
-                   "status": "n/a" if ratio is None else ("met" if ratio <= 1.1 else "missed"), "detail": ""})
-    if {"hybrid", "attention"} <= set(models):
-        # The hybrid's extra cost as the context grows must come from its attention layer(s) alone: its
-        # latency growth p_min -> p should match that of n_att attention layers, i.e. the attention stack's
-        # growth times n_att / n_layers (x1.2 for timing noise).
-        n_att = sum(1 for n in parse_layers(models["hybrid"]) if n == "attention")
-        n_all = len(parse_layers(models["attention"]))
-        h0, a0 = _lat(rows, "hybrid", lo), _lat(rows, "attention", lo)
-        parts = []
-        for p in positions[1:]:
-            h, a = _lat(rows, "hybrid", p), _lat(rows, "attention", p)
-            if None in (h, a, h0, a0):
-                continue
-            share = (a - a0) * n_att / n_all  # what its attention layer(s) add, going by the attention stack
-            parts.append((p, h - h0, share))
-        last = parts[-1] if parts else None
-        ok = None if last is None else last[1] <= 1.2 * max(last[2], 0.0) + 0.05
-        tg.append({"target": f"hybrid per-token latency bounded by its {n_att} attention layer(s): growth "
-                             f"p={lo} -> {hi} <= 1.2 x (attention-stack growth x {n_att}/{n_all})",
-                   "measured": "n/a" if last is None else
-                   f"{last[1]:+.2f} ms vs attention share {last[2]:+.2f} ms",
-                   "status": "n/a" if ok is None else ("met" if ok else "missed"),
-                   "detail": ", ".join(f"p={p}: {g:+.2f} vs {sh:+.2f}" for p, g, sh in parts)})
     return out
 
 
-def decode_markdown(result: dict) -> str:
+def _fmt(x, spec: str) -> str:
+    return "n/a" if x is None else format(x, spec)
+
+
+def markdown(result: dict) -> str:
+    """The ``decode.md`` tables: latency, state, peak memory, time to first token, growth, targets."""
     rows, summary, cfg = result["rows"], result["summary"], result["meta"]["config"]
     positions = cfg["positions"]
-    models = list(cfg["models"])
 
-    def pivot(key: str, fmt) -> str:
-        body = []
-        for m in models:
-            cells = []
-            for p in positions:
-                r = next((r for r in rows if r["model"] == m and r["position"] == p), None)
-                cells.append("" if r is None or r.get(key) is None else fmt(r[key]))
-            body.append([f"{m} (`{cfg['models'][m]}`)"] + cells)
-        return md_table(["model"] + [f"p={p}" for p in positions], body)
+    def table(key: str, spec: str) -> str:
+        return pivot(rows, "model", "position", key, lambda v: format(v, spec),
+                     label=lambda r: f"{r['model']} (`{r['layers']}`)", prefix="p=")
 
-    parts = [
-        f"D={cfg['d_model']}, {cfg['n_heads']} heads, vocab {cfg['vocab_size']}, batch 1, "
-        f"{cfg['new_tokens']} new tokens x {cfg['repeats']} rounds per position; device {cfg['device']}.",
-        "### Per-token latency (ms, median gap between generated tokens)",
-        pivot("per_token_ms", lambda v: f"{v:.3f}"),
-        "### Decoding state held after the prompt (MiB)", pivot("state_mib", lambda v: f"{v:.3f}"),
-        "### Peak extra memory of the whole generate call, prefill included (MiB, fresh process)",
-        pivot("generate_peak_mib", lambda v: f"{v:.1f}"),
-        "### Time to the first token (prefill + first sample, ms)", pivot("prefill_first_token_ms",
-                                                                             lambda v: f"{v:.1f}"),
-    ]
-    body = [[m, "n/a" if i["latency_ratio_last_first"] is None else f"{i['latency_ratio_last_first']:.3f}x",
-             "n/a" if i["latency_slope"] is None else f"{i['latency_slope']:.3f}",
-             "n/a" if i["state_slope"] is None else f"{i['state_slope']:.3f}"]
-            for m, i in summary["models"].items()]
-    parts += [f"### Growth with position (p={positions[0]} -> {positions[-1]})",
-              md_table(["model", "latency last / first", "latency log-log slope (upper half)",
-                        "state log-log slope"], body)]
-    if summary["targets"]:
-        from linmix.bench.report import targets_markdown
-
-        parts += ["### Targets", targets_markdown(summary["targets"])]
-    return "\n\n".join(parts) + "\n"
+    growth = [[m, _fmt(i["latency_ratio_last_first"], ".3f") + "x" * (i["latency_ratio_last_first"] is not None),
+               _fmt(i["latency_slope"], ".3f"), _fmt(i["state_slope"], ".3f")] for m, i in summary["models"].items()]
+    return sections(
+        ("", f"D={cfg['d_model']}, {cfg['n_heads']} heads, vocab {cfg['vocab_size']}, batch 1, "
+             f"{cfg['new_tokens']} new tokens x {cfg['repeats']} rounds per position; device {cfg['device']}."),
+        ("Per-token latency (ms, median gap between generated tokens)", table("per_token_ms", ".3f")),
+        ("Decoding state held after the prompt (MiB)", table("state_mib", ".3f")),
+        ("Peak extra memory of the whole generate call, prefill included (MiB, fresh process)",
+         table("generate_peak_mib", ".1f")),
+        ("Time to the first token (prefill + first sample, ms)", table("prefill_first_token_ms", ".1f")),
+        (f"Growth with position (p={positions[0]} -> {positions[-1]})",
+         md_table(["model", "latency last / first", "latency log-log slope (upper half)", "state log-log slope"],
+                  growth)),
+        ("Targets", targets_markdown(summary["targets"])),
+    )
 
 
-def write_decode_outputs(result: dict, out: str | Path) -> list[Path]:
+def plot(result: dict, out: Path) -> list[Path]:
+    """``decode_latency.png`` (per-token latency) and ``decode_state.png`` (state size) vs position."""
     from linmix.bench.plots import plot_lines
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_csv(rows_with_machine(result), out / "decode.csv")
-    write_json(result, out / "decode.json")
-    md = decode_markdown(result)
-    (out / "decode.md").write_text("# linmix bench decode\n\n" + md)
-    models = list(result["meta"]["config"]["models"])
-    lat = {m: [(r["position"], r["per_token_ms"]) for r in result["rows"] if r["model"] == m] for m in models}
-    plot_lines(lat, out / "decode_latency.png", "position (prompt length)", "per-token latency (ms)",
-               "LanguageModel.generate: per-token latency vs position")
-    mem = {m: [(r["position"], r["state_mib"]) for r in result["rows"] if r["model"] == m] for m in models}
-    plot_lines(mem, out / "decode_state.png", "position (prompt length)", "decoding state (MiB)",
-               "decoding state held after the prompt")
-    files = ["decode.csv", "decode.json", "decode.md", "decode_latency.png", "decode_state.png"]
-    write_readme(out, "linmix bench decode: per-token generation cost vs position", result, md, files)
-    return [out / f for f in files] + [out / "README.md"]
+    def lines(key: str) -> dict:
+        return {m: sorted(series(result["rows"], "model", m, "position", key).items())
+                for m in dict.fromkeys(r["model"] for r in result["rows"])}
+
+    return [plot_lines(lines("per_token_ms"), out / "decode_latency.png", "position (prompt length)",
+                       "per-token latency (ms)", "LanguageModel.generate: per-token latency vs position"),
+            plot_lines(lines("state_mib"), out / "decode_state.png", "position (prompt length)",
+                       "decoding state (MiB)", "decoding state held after the prompt")]

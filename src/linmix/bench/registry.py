@@ -12,7 +12,9 @@ sub-modules) / D^2 times the measured ``floor:linear`` (two for summation, four 
 floor for a mixer with no projection (fnet). A mixer's "multiple of its floor" is its time divided by that.
 
 ``linmix bench decode`` and ``linmix bench train`` take their model lists from :data:`DECODE_MODELS` and
-:data:`TRAIN_MODELS`.
+:data:`TRAIN_MODELS`. User-given mixer names and layer specs may carry inline options
+(``local_attention(window=64)``, ``spectral(kernel=implicit)*4``): layer specs go to the models unchanged,
+and a single-mixer case is split into name and options by :func:`mixer_spec`.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from linmix.mixers.registry import MIXERS, build_mixer, check_mixer_name
+from linmix.mixers.registry import MIXERS, build_mixer, check_mixer_name, mixer_options
 
 BASELINE = "attention"
 FLOOR_CLONE = "floor:clone"
@@ -70,6 +72,11 @@ class OpCase:
     kind: str
 
     @property
+    def mixer(self) -> str:
+        """The registered mixer name without inline options (``floor:*`` for floors)."""
+        return self.name if self.kind == "floor" else mixer_spec(self.name)[0]
+
+    @property
     def mode(self) -> str:
         """``causal``, ``bidir`` or ``-`` (floors)."""
         if self.kind == "floor":
@@ -83,7 +90,7 @@ class OpCase:
 
     @property
     def quadratic(self) -> bool:
-        return self.name in QUADRATIC
+        return self.mixer in QUADRATIC
 
     def build(self, d_model: int, T: int) -> nn.Module:
         """The module to time on ``[B, T, d_model]`` input (``max_len = T``), in float32 on the CPU."""
@@ -91,13 +98,16 @@ class OpCase:
             return CloneFloor()
         if self.name == FLOOR_LINEAR:
             return nn.Linear(d_model, d_model)
-        return build_mixer(self.name, d_model=d_model, max_len=T, causal=self.causal)
+        name, options = mixer_spec(self.name)
+        return build_mixer(name, d_model=d_model, max_len=T, causal=self.causal, **options)
 
     def to_dict(self) -> dict:
+        """JSON-able form, for the fresh-process memory job."""
         return {"name": self.name, "causal": self.causal, "kind": self.kind}
 
     @classmethod
     def from_dict(cls, d: dict) -> "OpCase":
+        """Inverse of :meth:`to_dict`."""
         return cls(d["name"], bool(d["causal"]), d["kind"])
 
 
@@ -107,11 +117,83 @@ def projection_count(module: nn.Module, d_model: int) -> float:
     return weights / float(d_model * d_model)
 
 
-def supports_causal(name: str) -> bool:
-    """Whether the registered mixer has a causal form (fnet does not)."""
-    check_mixer_name(name)
+def _layer_spec_parser():
+    """``linmix.models.spec.parse_layer_specs`` where it exists (inline options), else None."""
+    from linmix.models import spec
+
+    return getattr(spec, "parse_layer_specs", None)
+
+
+def mixer_spec(text: str) -> tuple[str, dict]:
+    """``"local_attention(window=64)"`` -> ``("local_attention", {"window": 64})``; a bare name -> no options.
+
+    Uses the models' layer-spec parser when it knows inline options; otherwise the text must be a bare
+    registered name. ``ValueError`` for an unknown name or for more than one mixer.
+    """
+    parse = _layer_spec_parser()
+    if parse is None:
+        check_mixer_name(text.strip())
+        return text.strip(), {}
+    specs = list(parse(text))
+    if len(specs) != 1:
+        raise ValueError(f"{text!r} is not one mixer; write name or name(option=value,...)")
+    name, options = specs[0].name, dict(specs[0].options)
+    accepted = set(mixer_options(name))  # checks the name too
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise ValueError(f"mixer {name!r} does not take option(s) {unknown}; it accepts: "
+                         f"{', '.join(sorted(accepted)) or 'none'}")
+    return name, options
+
+
+def layer_names(layers: str) -> list[str]:
+    """The mixer name of every layer of a layer spec (inline options allowed where the parser knows them)."""
+    parse = _layer_spec_parser()
+    if parse is None:
+        from linmix.models.spec import parse_layers
+
+        return parse_layers(layers)
+    return [s.name for s in parse(layers) for _ in range(int(getattr(s, "repeat", 1) or 1))]
+
+
+def split_specs(text: str) -> list[str]:
+    """Split a comma-separated list of mixer specs, keeping commas inside parentheses: ``a(x=1,y=2),b``."""
+    items, depth, current = [], 0, ""
+    for ch in text:
+        depth += (ch == "(") - (ch == ")")
+        if ch == "," and depth == 0:
+            items.append(current.strip())
+            current = ""
+        else:
+            current += ch
+    items.append(current.strip())
+    return [i for i in items if i]
+
+
+def parse_lengths(spec: str | list[int]) -> list[int]:
+    """``"256:16384"`` (doubling), ``"256,1024,4096"`` or a list -> sorted unique positive lengths."""
+    if isinstance(spec, str) and ":" in spec:
+        try:
+            lo, hi = (int(s) for s in spec.split(":", 1))
+        except ValueError:
+            raise ValueError(f"lengths range must look like 256:16384, got {spec!r}") from None
+        if lo <= 0 or hi < lo:
+            raise ValueError(f"lengths range needs 0 < start <= end, got {spec!r}")
+        return [lo * 2**i for i in range(hi.bit_length()) if lo * 2**i <= hi]
     try:
-        build_mixer(name, d_model=8, max_len=8, causal=True)
+        values = [int(s) for s in (spec.split(",") if isinstance(spec, str) else spec) if str(s).strip()]
+    except ValueError:
+        raise ValueError(f"lengths must be integers like 256,512 or a range 256:16384, got {spec!r}") from None
+    if not values or any(v <= 0 for v in values):
+        raise ValueError(f"lengths must be positive integers, got {spec!r}")
+    return sorted(set(values))
+
+
+def supports_causal(name: str) -> bool:
+    """Whether the mixer (a name, or ``name(options)``) has a causal form (fnet does not)."""
+    mixer, options = mixer_spec(name)
+    try:
+        build_mixer(mixer, d_model=8, max_len=8, causal=True, **options)
     except ValueError:
         return False
     return True
@@ -135,11 +217,10 @@ def select_cases(mixers: list[str] | None = None, modes: tuple[bool, ...] = (Tru
 
     The baseline and floors are always included, whatever ``mixers`` says, so every ratio has its reference.
     """
-    names = list(MIXERS) if not mixers else list(dict.fromkeys(mixers))
+    names = list(MIXERS) if not mixers else list(dict.fromkeys(m.strip() for m in mixers))
     for name in names:
-        if name in FLOORS:
-            continue
-        check_mixer_name(name)
+        if name not in FLOORS:
+            mixer_spec(name)  # ValueError for an unknown name or a bad option list
     cases = [OpCase(FLOOR_CLONE, True, "floor"), OpCase(FLOOR_LINEAR, True, "floor")]
     cases += [OpCase(BASELINE, causal, "baseline") for causal in modes]
     for name in names:

@@ -11,14 +11,15 @@ import dataclasses
 import json
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from linmix.compare.plots import plot_curves
 from linmix.compare.sizing import count_params, size_to_budget, within_budget
 from linmix.compare.table import aggregate, write_grid, write_table
-from linmix.models import Classifier, LanguageModel
+from linmix.config import COMPARE_DEFAULTS, CompareConfig, TrainConfig
+from linmix.models import build_model
 from linmix.models.spec import parse_layers
 
 TASKS = ("lm", "classify")
@@ -28,8 +29,6 @@ METRICS = {"lm": (["val_loss", "val_ppl", "val_acc"], "val_loss", "min"),
 #: which evaluation the table reports: an LM's final one (whole split, after the schedule has ended), a
 #: classifier's best one (the summation papers report best validation accuracy over epochs)
 REPORTED = {"lm": "final", "classify": "best"}
-DEFAULT_LM = ["attention*4", "summation*4", "summation*3,attention"]
-DEFAULT_CLASSIFY = ["attention", "summation", "summation,attention"]
 
 
 @dataclass
@@ -54,126 +53,94 @@ class Candidate:
         return cls(layers.strip(), arch)
 
 
-@dataclass
-class CompareConfig:
-    """What to compare and under which shared budget."""
-
-    task: str = "lm"
-    dataset: str | None = None
-    candidates: list[str] = field(default_factory=list)
-    baseline: str | None = None
-    d_model: int = 128
-    n_heads: int = 4
-    max_len: int | None = None
-    batch_size: int | None = None
-    steps: int | None = None
-    epochs: float | None = None
-    time_budget_s: float | None = None
-    probe_steps: int = 12
-    lrs: list[float] = field(default_factory=list)
-    warmup: int | None = None
-    min_lr_ratio: float | None = None
-    weight_decay: float | None = None
-    beta2: float | None = None
-    eval_batches: int | None = None
-    final_eval_batches: int | None = None
-    seeds: int = 1
-    tokenizer: str | None = None
-    vocab_size: int | None = None
-    eval_every: int | None = None
-    data_dir: str | None = None
-    out: str = "runs/compare"
-    device: str = "auto"
-    progress: bool = True
-    match_params: bool = True
-
-    def resolved(self) -> CompareConfig:
-        if self.task not in TASKS:
-            raise ValueError(f"unknown compare task {self.task!r}; use one of {', '.join(TASKS)}")
-        c = dataclasses.replace(self)
-        if not c.candidates:
-            c.candidates = list(DEFAULT_LM if c.task == "lm" else DEFAULT_CLASSIFY)
-        c.dataset = c.dataset or ("tinyshakespeare" if c.task == "lm" else "ag_news")
-        given = [name for name, v in (("--steps", c.steps), ("--epochs", c.epochs),
-                                      ("--time-budget", c.time_budget_s)) if v is not None]
-        if len(given) > 1:
-            raise ValueError(f"give one of --steps, --epochs and --time-budget, not {' and '.join(given)}")
-        if c.time_budget_s is not None and not c.time_budget_s > 0:
-            raise ValueError(f"--time-budget must be a positive number of seconds, got {c.time_budget_s}")
-        if c.seeds < 1:
-            raise ValueError(f"--seeds must be >= 1, got {c.seeds}")
-        names = [Candidate.parse(t).name for t in c.candidates]
-        if len(set(names)) != len(names):
-            raise ValueError(f"candidates must differ; got {names}")
-        if c.baseline is None:
-            pure = [n for n in names if set(parse_layers(n.split("@")[0])) == {"attention"}]
-            c.baseline = pure[0] if pure else names[0]
-        elif c.baseline not in names:
-            raise ValueError(f"--baseline {c.baseline!r} is not one of the candidates {names}")
-        return c
+def resolve_compare(config: CompareConfig) -> CompareConfig:
+    """A copy with the compare defaults (:data:`~linmix.config.COMPARE_DEFAULTS`) and the task defaults
+    filled in, the candidates and the baseline checked; ``ValueError`` names the first bad value."""
+    task = config.task
+    if task not in TASKS:
+        raise ValueError(f"unknown compare task {task!r}; use one of {', '.join(TASKS)}")
+    c = dataclasses.replace(config, candidates=list(config.candidates), lrs=list(config.lrs))
+    defaults = COMPARE_DEFAULTS[task]
+    c.candidates = c.candidates or list(defaults["candidates"])
+    run = c.base.run
+    given = [n for n, v in (("steps", run.steps), ("epochs", run.epochs), ("time_budget_s", c.time_budget_s))
+             if v is not None]
+    if len(given) > 1:
+        raise ValueError(f"give one of steps, epochs and time_budget_s, not {' and '.join(given)}")
+    fill = {}
+    for key, value in defaults["overrides"].items():
+        section, name = key.split(".")
+        if getattr(getattr(c.base, section), name) is None and not (name == "steps" and given):
+            fill[key] = value
+    if c.time_budget_s is not None:
+        if not c.time_budget_s > 0:
+            raise ValueError(f"time_budget_s must be a positive number of seconds, got {c.time_budget_s}")
+        fill["run.steps"] = c.probe_steps  # a placeholder: each candidate's steps come from its probe
+    c.base = c.base.with_overrides(fill).resolved()
+    if c.seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {c.seeds}")
+    names = [Candidate.parse(t).name for t in c.candidates]
+    if len(set(names)) != len(names):
+        raise ValueError(f"candidates must differ; got {names}")
+    if c.baseline is None:
+        pure = [n for n in names if set(parse_layers(n.split("@")[0])) == {"attention"}]
+        c.baseline = pure[0] if pure else names[0]
+    elif c.baseline not in names:
+        raise ValueError(f"baseline {c.baseline!r} is not one of the candidates {names}")
+    c.out = c.out or f"runs/compare-{task}-{c.base.data.dataset}"
+    return c
 
 
-def run_slug(text: str) -> str:
+def _slug(text: str) -> str:
     """A candidate name as a folder name: runs of anything but letters and digits become one dash."""
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")
 
 
-def _model_builder(cfg: CompareConfig, cand: Candidate, vocab_size: int, num_classes: int, max_len: int):
-    if cfg.task == "lm":
-        return lambda d: LanguageModel(vocab_size, d, cand.layers, max_len=max_len, n_heads=cfg.n_heads)
-    return lambda d: Classifier(vocab_size, num_classes, d, cand.layers, max_len=max_len, n_heads=cfg.n_heads,
-                                arch=cand.arch)
+def _model_builder(cfg: CompareConfig, cand: Candidate, vocab_size: int, num_classes: int):
+    model = dataclasses.replace(cfg.base.model, layers=cand.layers, arch=cand.arch, vocab_size=vocab_size,
+                                num_classes=num_classes or None)
+    return lambda d: build_model(dataclasses.replace(model, d_model=d))
 
 
-def plan_sizes(cfg: CompareConfig, vocab_size: int, num_classes: int, max_len: int) -> dict[str, tuple[int, int]]:
-    """``{candidate: (d_model, params)}``: the baseline at ``cfg.d_model``, the others sized to match it."""
+def plan_sizes(cfg: CompareConfig, vocab_size: int, num_classes: int) -> dict[str, tuple[int, int]]:
+    """``{candidate: (d_model, params)}``: the baseline at the base ``d_model``, the others sized to match it."""
     cands = {Candidate.parse(t).name: Candidate.parse(t) for t in cfg.candidates}
-    multiple = 2 * cfg.n_heads
-    base_build = _model_builder(cfg, cands[cfg.baseline], vocab_size, num_classes, max_len)
-    target = count_params(base_build(cfg.d_model))
-    sizes = {cfg.baseline: (cfg.d_model, target)}
+    d_model = cfg.base.model.d_model
+    target = count_params(_model_builder(cfg, cands[cfg.baseline], vocab_size, num_classes)(d_model))
+    sizes = {cfg.baseline: (d_model, target)}
     for name, cand in cands.items():
         if name == cfg.baseline:
             continue
-        build = _model_builder(cfg, cand, vocab_size, num_classes, max_len)
+        build = _model_builder(cfg, cand, vocab_size, num_classes)
         if cfg.match_params:
-            d, p = size_to_budget(build, target, multiple=multiple)
+            d, p = size_to_budget(build, target, multiple=2 * cfg.base.model.n_heads)
             if not within_budget(p, target):
                 raise ValueError(f"{name} cannot be sized within 10% of the baseline's {target:,} parameters "
-                                 f"(closest: d_model={d}, {p:,}); pick another --d-model")
+                                 f"(closest: d_model={d}, {p:,}); pick another d_model")
         else:
-            d, p = cfg.d_model, count_params(build(cfg.d_model))
+            d, p = d_model, count_params(build(d_model))
         sizes[name] = (d, p)
     return {name: sizes[name] for name in cands}
 
 
-def _vocab_and_classes(cfg: CompareConfig, train_cfg) -> tuple[int, int, int]:
+def _vocab_and_classes(cfg: CompareConfig) -> tuple[int, int]:
     """Build the shared tokenizer once to learn the vocabulary size (and the class count)."""
     from linmix.data import build_tokenizer, load_classification, load_lm_text
 
+    data = cfg.base.data
     if cfg.task == "lm":
-        text = load_lm_text(train_cfg.dataset, "train", cfg.data_dir)
-        tok = build_tokenizer(train_cfg.tokenizer, text, train_cfg.vocab_size)
-        return tok.vocab_size, 0, train_cfg.max_len
-    data = load_classification(train_cfg.dataset, "train", cfg.data_dir)
-    tok = build_tokenizer(train_cfg.tokenizer, data.texts, train_cfg.vocab_size)
-    return tok.vocab_size, data.num_classes, train_cfg.max_len
+        text = load_lm_text(data.dataset, "train", data.data_dir)
+        return build_tokenizer(data.tokenizer, text, data.vocab_size).vocab_size, 0
+    rows = load_classification(data.dataset, "train", data.data_dir)
+    return build_tokenizer(data.tokenizer, rows.texts, data.vocab_size).vocab_size, rows.num_classes
 
 
 def _train_config(cfg: CompareConfig, cand: Candidate, d_model: int, seed: int, lr: float | None, out: Path,
-                  **override: Any):
-    from linmix.train import TrainConfig
-
-    optional = {k: v for k, v in (("min_lr_ratio", cfg.min_lr_ratio), ("weight_decay", cfg.weight_decay),
-                                  ("beta2", cfg.beta2)) if v is not None}
-    options = dict(task=cfg.task, dataset=cfg.dataset, layers=cand.layers, arch=cand.arch, d_model=d_model,
-                   n_heads=cfg.n_heads, max_len=cfg.max_len, batch_size=cfg.batch_size, steps=cfg.steps,
-                   epochs=cfg.epochs, lr=lr, seed=seed, tokenizer=cfg.tokenizer, vocab_size=cfg.vocab_size,
-                   warmup=cfg.warmup, eval_every=cfg.eval_every, eval_batches=cfg.eval_batches,
-                   final_eval_batches=cfg.final_eval_batches, data_dir=cfg.data_dir, out=str(out),
-                   device=cfg.device, progress=cfg.progress, patience=0, **optional)
-    options.update(override)
-    return TrainConfig(**options).resolved()
+                  **override: Any) -> TrainConfig:
+    """The base config for one run of one candidate (``override``: dotted keys, e.g. ``"run.steps"``)."""
+    values = {"model.layers": cand.layers, "model.arch": cand.arch, "model.d_model": d_model, "run.seed": seed,
+              "run.out": str(out), **({"optim.lr": lr} if lr is not None else {}), **override}
+    return cfg.base.with_overrides(values).resolved()
 
 
 def steps_for_budget(cfg: CompareConfig, cand: Candidate, d_model: int, lr: float | None, out: Path) -> int:
@@ -183,8 +150,9 @@ def steps_for_budget(cfg: CompareConfig, cand: Candidate, d_model: int, lr: floa
     from linmix.train import run_training
 
     n = max(cfg.probe_steps, 4)
-    run_training(_train_config(cfg, cand, d_model, 0, lr, out, steps=n, epochs=None, eval_every=n, log_every=1,
-                               eval_batches=1, final_eval_batches=1, warmup=0, progress=False))
+    run_training(_train_config(cfg, cand, d_model, 0, lr, out, **{
+        "run.steps": n, "run.epochs": None, "run.eval_every": n, "run.log_every": 1, "run.eval_batches": 1,
+        "run.final_eval_batches": 1, "optim.warmup": 0, "run.progress": False}))
     rows = _metric_rows(out)
     times = sorted(r["step_s"] for r in rows if r.get("type") == "train" and r["step"] > 2)
     return max(1, int(cfg.time_budget_s / times[len(times) // 2]))
@@ -229,7 +197,7 @@ def run_record(cfg: CompareConfig, candidate: str, seed: int, d_model: int, run_
     step_s = _median_logged(run_dir, "step_s", None)
     epoch_steps = (summary["steps_done"] / summary["epochs_done"]
                    if cfg.task == "classify" and summary.get("epochs_done") else None)
-    return {"candidate": candidate, "seed": seed, "lr": summary["config"]["lr"], "d_model": d_model,
+    return {"candidate": candidate, "seed": seed, "lr": summary["config"]["optim"]["lr"], "d_model": d_model,
             "params": summary["parameters"],
             "tokens_per_s": _median_logged(run_dir, "tokens_per_s", summary["tokens_per_s"]),
             "s_per_epoch": step_s * epoch_steps if step_s and epoch_steps else None,
@@ -247,15 +215,14 @@ def run_compare(config: CompareConfig) -> dict[str, Any]:
     """
     from linmix.train import run_training
 
-    cfg = config.resolved()
+    cfg = resolve_compare(config)
     out = Path(cfg.out)
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"{out} exists and is not empty; choose another --out")
     metrics, monitor, mode = METRICS[cfg.task]
     cands = [Candidate.parse(t) for t in cfg.candidates]
-    probe = _train_config(cfg, cands[0], cfg.d_model, 0, cfg.lrs[0] if cfg.lrs else None, out / "probe")
-    vocab, classes, max_len = _vocab_and_classes(cfg, probe)
-    sizes = plan_sizes(cfg, vocab, classes, max_len)
+    vocab, classes = _vocab_and_classes(cfg)
+    sizes = plan_sizes(cfg, vocab, classes)
     lrs = cfg.lrs or [None]
     runs: list[dict[str, Any]] = []
     curves: dict[str, list[tuple[int, float]]] = {}
@@ -266,11 +233,11 @@ def run_compare(config: CompareConfig) -> dict[str, Any]:
         d_model, _ = sizes[cand.name]
         override = {}
         if cfg.time_budget_s is not None:
-            override = {"steps": steps_for_budget(cfg, cand, d_model, lrs[0], out / "probe" / run_slug(cand.name))}
+            override = {"run.steps": steps_for_budget(cfg, cand, d_model, lrs[0], out / "probe" / _slug(cand.name))}
         for seed in range(cfg.seeds):
             best_run = None
             for lr in lrs:
-                run_dir = out / run_slug(cand.name) / (f"seed{seed}" + (f"-lr{lr:g}" if lr is not None else ""))
+                run_dir = out / _slug(cand.name) / (f"seed{seed}" + (f"-lr{lr:g}" if lr is not None else ""))
                 summary = run_training(_train_config(cfg, cand, d_model, seed, lr, run_dir, **override))
                 record = run_record(cfg, cand.name, seed, d_model, run_dir, summary)
                 grid_runs.append(record)
@@ -288,9 +255,10 @@ def run_compare(config: CompareConfig) -> dict[str, Any]:
     markdown = write_table(out, rows, runs, metrics, cfg.baseline, header)
     if len(lrs) > 1:
         markdown = write_grid(out, grid_runs, monitor)
-    plot_curves(curves, out / "val_curves.png", monitor, f"{cfg.task} on {cfg.dataset}: validation {monitor}")
+    dataset = cfg.base.data.dataset
+    plot_curves(curves, out / "val_curves.png", monitor, f"{cfg.task} on {dataset}: validation {monitor}")
     plot_curves(by_time, out / "loss_vs_time.png", "training loss (mean per logged window)",
-                f"{cfg.task} on {cfg.dataset}: quality per second of training",
+                f"{cfg.task} on {dataset}: quality per second of training",
                 xlabel="training seconds (evaluation excluded)", markers=False)
     return {"rows": rows, "runs": runs, "markdown": markdown, "out": str(out)}
 
@@ -300,11 +268,12 @@ def _header(cfg: CompareConfig, wall_s: float, runs: list[dict[str, Any]]) -> st
 
     import torch
 
-    m = machine(torch.device("cpu") if cfg.device in ("auto", "cpu") else torch.device(cfg.device))
+    device = cfg.base.run.device
+    m = machine(torch.device("cpu") if device in ("auto", "cpu") else torch.device(device))
     machine_text = f"{m.get('device_name')} ({m.get('cpu_count')} cores, {m.get('torch_threads')} threads)"
     v = ", ".join(f"{k} {val}" for k, val in versions().items())
     lrs = ", ".join(f"{lr:g}" for lr in cfg.lrs) if cfg.lrs else "task default"
-    return (f"# linmix compare {cfg.task}: {cfg.dataset}\n\n"
+    return (f"# linmix compare {cfg.task}: {cfg.base.data.dataset}\n\n"
             f"- candidates: {', '.join(cfg.candidates)}; baseline: {cfg.baseline}\n"
             f"- same data, tokenizer, {_length_text(cfg, runs)}, batch, seeds "
             f"({cfg.seeds}), LR grid ({lrs}; best per candidate); d_model sized so parameters are within 10% "
@@ -319,8 +288,8 @@ def _length_text(cfg: CompareConfig, runs: list[dict[str, Any]]) -> str:
         steps = ", ".join(f"{r['candidate']} {r['steps']}" for r in runs if r["seed"] == 0)
         return (f"training time budget ({cfg.time_budget_s:g} s of training steps each; steps from a "
                 f"{cfg.probe_steps}-step timing probe: {steps})")
-    if cfg.epochs is not None:
-        return f"epochs ({cfg.epochs:g} = {runs[0]['steps']} steps)"
+    if cfg.base.run.epochs is not None:
+        return f"epochs ({cfg.base.run.epochs:g} = {runs[0]['steps']} steps)"
     return f"steps ({runs[0]['steps']})"
 
 

@@ -162,16 +162,8 @@ def resolve_dataset(
     searched: list[str] = []
 
     if data_dir is not None:
-        root = Path(data_dir).expanduser()
-        candidates = [root / spec.subdir]
-        if root.name == Path(spec.subdir).name:
-            candidates.append(root)
-        for folder in candidates:
-            if spec.is_present(folder):
-                return folder
-        searched.append(f"data_dir argument: {' and '.join(str(c) for c in candidates)}")
-    else:
-        searched.append("data_dir argument: not given")
+        return _in_data_dir(spec, Path(data_dir).expanduser())
+    searched.append("data_dir argument: not given")
 
     env = os.environ.get(ENV_DATA)
     if env:
@@ -195,9 +187,26 @@ def resolve_dataset(
     raise FileNotFoundError(
         f"dataset {spec.name!r} was not found. Searched, in order:\n{places}\n"
         f"To provide it, put a folder '{spec.subdir}/' holding {spec.expected_files()} "
-        f"(format: shared/data/SOURCES.md) under a data root, then set {ENV_DATA}=/path/to/data_root "
+        f"under a data root (layout: the README's Install section), then set {ENV_DATA}=/path/to/data_root "
         f"or pass --data-dir /path/to/data_root (data_dir= in Python)."
     )
+
+
+def _in_data_dir(spec: DatasetSpec, root: Path) -> Path:
+    """An explicit data directory is authoritative: the dataset is there, or it is an error (no fallback)."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"--data-dir {root} does not exist or is not a directory; "
+                                f"pass the folder that holds '{spec.subdir}/' (or drop --data-dir to use ${ENV_DATA})")
+    candidates = [root / spec.subdir]
+    if root.name == Path(spec.subdir).name:
+        candidates.append(root)
+    for folder in candidates:
+        if spec.is_present(folder):
+            return folder
+    raise FileNotFoundError(
+        f"dataset {spec.name!r} is not in --data-dir {root}: expected {' or '.join(str(c) for c in candidates)} "
+        f"holding {spec.expected_files()}\nlayout: the README's Install section; drop --data-dir to search "
+        f"${ENV_DATA} and the cache instead")
 
 
 def _try_download(spec: DatasetSpec, target: Path, download: bool) -> str:

@@ -14,14 +14,12 @@ from linmix.mixers.summation import SumMixer
 
 
 @register("aggregation")
-def aggregation(
-    d_model: int,
-    max_len: int,
-    causal: bool,
-    project: bool = True,
-    normalize: str = "count",
-    noise_std: float = 0.0,
-) -> SumMixer:
+class AggregationMixer(SumMixer):
     """Bias-free projection (optional) -> prefix/global sum -> optional Gaussian noise while training."""
-    return SumMixer(d_model, max_len, causal, depth=1 if project else 0, positional=False,
-                    activation=False, normalize=normalize, out_proj=False, noise_std=noise_std)
+
+    test_grid = ({}, {"project": False, "normalize": "sqrt", "noise_std": 0.1})
+
+    def __init__(self, d_model: int, max_len: int, causal: bool, project: bool = True, normalize: str = "count",
+                 noise_std: float = 0.0) -> None:
+        super().__init__(d_model, max_len, causal, depth=1 if project else 0, positional=False,
+                         activation=False, normalize=normalize, out_proj=False, noise_std=noise_std)

@@ -18,12 +18,13 @@ memory per sequence, and step ``t`` costs O(t D) (it attends over the whole fill
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from linmix.mixers.base import Mixer, State
+from linmix.mixers.base import Mixer, MixerState
 from linmix.mixers.registry import register
 
 
@@ -59,13 +60,25 @@ def write_slot(cache: torch.Tensor, slot: int, value: torch.Tensor) -> torch.Ten
     return cache.index_copy_(2, index, value)
 
 
-class Attention(Mixer):
-    """Multi-head softmax attention with a KV cache. See the module docstring for the exact formula.
+@dataclass
+class KVState(MixerState):
+    """Key and value caches ``[B, H, cache_len, dh]``; position ``p`` lives at slot ``p % cache_len``."""
 
-    Streaming state: ``k`` and ``v`` caches of shape ``[B, H, cache_len, dh]`` (``cache_len = max_len``)
-    and the position: 2 * D floats per cached token, O(T) memory. :meth:`step` writes the cache in place
-    when autograd is off, so the state passed in is consumed.
+    k: torch.Tensor | None = None
+    v: torch.Tensor | None = None
+
+
+@register("attention")
+class Attention(Mixer):
+    """Multi-head softmax attention (fused qkv, scaled_dot_product_attention, KV cache for step).
+
+    See the module docstring for the exact formula. Streaming state: :class:`KVState`, ``k`` and ``v``
+    caches of shape ``[B, H, cache_len, dh]`` (``cache_len = max_len``): 2 * D floats per cached token,
+    O(T) memory. :meth:`step` writes the cache in place when autograd is off, so the state passed in is
+    consumed.
     """
+
+    test_grid = ({}, {"n_heads": 1})
 
     def __init__(self, d_model: int, max_len: int, causal: bool, n_heads: int = 4) -> None:
         super().__init__(d_model, max_len, causal)
@@ -110,16 +123,11 @@ class Attention(Mixer):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
 
     # ------------------------------------------------------------------------------ parallel form
-    def mix(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+    def _mix(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
         return self.merge(self.attend(*self.heads(x), padding_mask))
 
-    def reference(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Slow, obviously-correct form: explicit ``[T, T]`` scores, masks and softmax (for tests only).
-
-        Follows the whole :meth:`forward` contract: padded inputs and outputs are zeroed.
-        """
-        if padding_mask is not None:
-            x = x * padding_mask.unsqueeze(-1).to(x.dtype)
+    def _reference(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+        """Explicit ``[T, T]`` scores, visibility mask and softmax."""
         q, k, v = self.heads(x)
         T = x.shape[1]
         allowed = self.allowed_pairs(T, x.device).expand(x.shape[0], 1, T, T)
@@ -128,41 +136,27 @@ class Attention(Mixer):
         allowed = allowed | torch.eye(T, dtype=torch.bool, device=x.device)
         scores = (q @ k.transpose(-1, -2)) / math.sqrt(self.head_dim)
         weights = torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1)
-        y = self.merge(weights @ v)
-        if padding_mask is not None:
-            y = y * padding_mask.unsqueeze(-1).to(y.dtype)
-        return y
+        return self.merge(weights @ v)
 
     # ----------------------------------------------------------------------------- streaming form
-    def _require_causal(self) -> None:
-        if not self.causal:
-            raise NotImplementedError(
-                f"a bidirectional {type(self).__name__} has no streaming form; build with causal=True"
-            )
-
-    def init_state(self, batch_size: int) -> State:
-        self._require_causal()
-        weight = self.qkv.weight
+    def _init_state(self, batch_size: int) -> KVState:
         shape = (batch_size, self.n_heads, self.cache_len, self.head_dim)
-        return {"k": weight.new_zeros(shape), "v": weight.new_zeros(shape), "pos": 0}
+        return KVState(0, self.qkv.weight.new_zeros(shape), self.qkv.weight.new_zeros(shape))
 
-    def step(self, x_t: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        self.check_step(x_t, state)
-        pos = int(state["pos"])
+    def _step(self, x_t: torch.Tensor, state: KVState) -> tuple[torch.Tensor, KVState]:
+        pos = state.pos
         q, k, v = self.heads(x_t.unsqueeze(1))
         slot = pos % self.cache_len
-        keys, values = write_slot(state["k"], slot, k), write_slot(state["v"], slot, v)
+        keys, values = write_slot(state.k, slot, k), write_slot(state.v, slot, v)
         filled = min(pos + 1, self.cache_len)
         y = F.scaled_dot_product_attention(q.to(keys.dtype), keys[:, :, :filled], values[:, :, :filled])
-        return self.merge(y.to(q.dtype)).squeeze(1), {"k": keys, "v": values, "pos": pos + 1}
+        return self.merge(y.to(q.dtype)).squeeze(1), KVState(pos + 1, keys, values)
 
-    def prefill(self, x: torch.Tensor) -> tuple[torch.Tensor, State]:
+    def _prefill(self, x: torch.Tensor) -> tuple[torch.Tensor, KVState]:
         """Whole prompt in one parallel pass; the cache is filled from the prompt's keys and values."""
-        self.check_input(x)
-        self._require_causal()
         q, k, v = self.heads(x)
         y = self.merge(self.attend(q, k, v, None))
-        return y, {"k": self._cache_from(k), "v": self._cache_from(v), "pos": x.shape[1]}
+        return y, KVState(x.shape[1], self._cache_from(k), self._cache_from(v))
 
     def _cache_from(self, k: torch.Tensor) -> torch.Tensor:
         """A cache holding the last ``cache_len`` prompt positions, position ``p`` at slot ``p % cache_len``."""
@@ -176,8 +170,3 @@ class Attention(Mixer):
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, n_heads={self.n_heads}"
 
-
-@register("attention")
-def attention(d_model: int, max_len: int, causal: bool, n_heads: int = 4) -> Attention:
-    """Multi-head softmax attention (fused qkv, scaled_dot_product_attention, KV cache for step)."""
-    return Attention(d_model, max_len, causal, n_heads=n_heads)

@@ -20,34 +20,33 @@ import torch
 
 from linmix.mixers.base import Mixer
 from linmix.mixers.registry import register
+from linmix.ops.dtypes import accumulation_dtype
 
 NORMS = ("ortho", "backward")
 
 
+@register("fnet")
 class FNetMixer(Mixer):
-    """``Re(fft2(x))`` over the time and feature axes; bidirectional only, no parameters."""
+    """Parameter-free Re(FFT2) over (T, D); bidirectional only (causal=True raises ValueError)."""
 
     supports_causal = False
+    supports_streaming = False
+    bidirectional_reason = ("its 2-D Fourier transform mixes every position with every other, "
+                            "so it has no leak-free causal form")
+    test_grid = ({}, {"norm": "backward"})
 
     def __init__(self, d_model: int, max_len: int, causal: bool, norm: str = "ortho") -> None:
-        if causal:
-            raise ValueError(
-                "fnet is bidirectional only: its 2-D Fourier transform mixes every position with every other, "
-                "so it has no leak-free causal form. Build it with causal=False (e.g. in the Classifier); "
-                "the causal LM needs a causal-capable mixer such as 'spectral' or 'summation'."
-            )
+        super().__init__(d_model, max_len, causal)
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
-        super().__init__(d_model, max_len, causal)
         self.norm = norm
 
-    def mix(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
-        work = torch.float64 if x.dtype == torch.float64 else torch.float32
-        y = torch.fft.fft2(x.to(work), dim=(1, 2), norm=self.norm).real
+    def _mix(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+        y = torch.fft.fft2(x.to(accumulation_dtype(x.dtype)), dim=(1, 2), norm=self.norm).real
         return y.to(x.dtype)
 
-    def reference(self, x: torch.Tensor) -> torch.Tensor:
-        """Explicit DFT matrices: ``Re(F_T x F_D) = C_T x C_D - S_T x S_D`` (tests only)."""
+    def _reference(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+        """Explicit DFT matrices: ``Re(F_T x F_D) = C_T x C_D - S_T x S_D``."""
         T, D = x.shape[1], x.shape[2]
         cos_t, sin_t = _dft_cos_sin(T, x)
         cos_d, sin_d = _dft_cos_sin(D, x)
@@ -65,8 +64,3 @@ def _dft_cos_sin(n: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     angle = (2 * math.pi / n) * ((i[:, None] * i[None, :]) % n).to(like.dtype)
     return torch.cos(angle), torch.sin(angle)
 
-
-@register("fnet")
-def fnet(d_model: int, max_len: int, causal: bool, norm: str = "ortho") -> FNetMixer:
-    """Parameter-free Re(FFT2) over (T, D); bidirectional only (causal=True raises ValueError)."""
-    return FNetMixer(d_model, max_len, causal, norm=norm)

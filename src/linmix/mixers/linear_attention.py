@@ -21,14 +21,17 @@ the position; each step costs O(D dh).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from linmix.mixers.attention import check_heads, check_positive_int
-from linmix.mixers.base import Mixer, State
+from linmix.mixers.base import Mixer, MixerState
 from linmix.mixers.registry import register
-from linmix.ops.prefix_sum import prefix_sum
+from linmix.ops.dtypes import accumulation_dtype
+from linmix.ops.linear_attn import chunked_linear_attention, global_linear_attention, linear_attention_reference
 
 
 def feature_map(u: torch.Tensor) -> torch.Tensor:
@@ -36,68 +39,23 @@ def feature_map(u: torch.Tensor) -> torch.Tensor:
     return F.elu(u) + 1.0
 
 
-def global_linear_attention(phq: torch.Tensor, phk: torch.Tensor, v: torch.Tensor, eps: float) -> torch.Tensor:
-    """Bidirectional form over ``[B, H, T, dh]``: every query reads the same global ``S`` and ``z``."""
-    state = phk.transpose(-1, -2) @ v
-    norm = phk.sum(2).unsqueeze(-1)
-    return (phq @ state) / (phq @ norm + eps)
+@dataclass
+class LinearAttentionState(MixerState):
+    """Running sums per head: ``S = sum phi(k) v^T: [B, H, dh, dh]`` and ``z = sum phi(k): [B, H, dh]``."""
+
+    S: torch.Tensor | None = None
+    z: torch.Tensor | None = None
 
 
-def _exclusive_cumsum(t: torch.Tensor, dim: int) -> torch.Tensor:
-    """Sum of the entries strictly before each index along ``dim`` (zero for the first)."""
-    total = t.cumsum(dim)
-    return torch.cat([torch.zeros_like(total.narrow(dim, 0, 1)), total.narrow(dim, 0, t.shape[dim] - 1)], dim)
-
-
-def chunked_linear_attention_reference(phq: torch.Tensor, phk: torch.Tensor, v: torch.Tensor, chunk: int,
-                                       eps: float) -> torch.Tensor:
-    """The chunked causal form written step by step (numerator and normaliser apart); kept for comparison."""
-    B, H, T, dh = phq.shape
-    c = min(chunk, T)
-    pad = -T % c
-    phq, phk, v = (F.pad(t, (0, 0, 0, pad)).view(B, H, -1, c, dh) for t in (phq, phk, v))
-    state_in = _exclusive_cumsum(phk.transpose(-1, -2) @ v, dim=2)
-    norm_in = _exclusive_cumsum(phk.sum(3), dim=2).unsqueeze(-1)
-    past = torch.ones(c, c, dtype=torch.bool, device=phq.device).tril()
-    scores = (phq @ phk.transpose(-1, -2)).masked_fill(~past, 0.0)
-    num = phq @ state_in + scores @ v
-    den = phq @ norm_in + scores.sum(-1, keepdim=True) + eps
-    return (num / den).view(B, H, -1, dh)[:, :, :T]
-
-
-def chunked_linear_attention(phq: torch.Tensor, phk: torch.Tensor, v: torch.Tensor, chunk: int,
-                             eps: float) -> torch.Tensor:
-    """Causal form over ``[B, H, T, dh]``: masked ``[C, C]`` products inside chunks, carried state across.
-
-    The normaliser rides along as one extra value column of ones (``v' = [v, 1]``), so a single pair of
-    matmuls yields numerator and denominator; the state carried into each chunk is an exclusive prefix sum
-    over the per-chunk ``phi(k)^T v'`` (:func:`linmix.ops.prefix_sum`, which saves nothing for backward); the
-    causal mask inside a chunk is a float multiply.
-    """
-    B, H, T, dh = phq.shape
-    c = min(chunk, T)
-    pad = -T % c
-    v1 = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)  # [B, H, T, dh + 1]
-    q = F.pad(phq, (0, 0, 0, pad)).view(B, H, -1, c, dh)
-    k = F.pad(phk, (0, 0, 0, pad)).view(B, H, -1, c, dh)
-    v1 = F.pad(v1, (0, 0, 0, pad)).view(B, H, -1, c, dh + 1)
-    n = q.shape[2]
-    kv = k.transpose(-1, -2) @ v1  # [B, H, n, dh, dh + 1], one state increment per chunk
-    flat = kv.reshape(B * H, n, dh * (dh + 1))
-    state_in = (prefix_sum(flat) - flat).view(B, H, n, dh, dh + 1)  # exclusive: chunks strictly before
-    past = torch.ones(c, c, dtype=q.dtype, device=q.device).tril()
-    scores = (q @ k.transpose(-1, -2)) * past
-    out = q @ state_in + scores @ v1  # [B, H, n, c, dh + 1]
-    y = out[..., :dh] / (out[..., dh:] + eps)
-    return y.reshape(B, H, n * c, dh)[:, :, :T]
-
-
+@register("linear_attention")
 class LinearAttention(Mixer):
-    """Multi-head linear attention with ``phi = elu + 1``. See the module docstring for the exact formula.
+    """Kernelised linear attention (elu + 1 features); chunked causal form, O(H dh^2) streaming state.
 
-    Streaming state: ``S: [B, H, dh, dh]``, ``z: [B, H, dh]`` and the position: ``H (dh^2 + dh)`` floats
-    per sequence (``D dh + D``), constant in the position: no per-token cache.
+    See the module docstring for the exact formula. Streaming state: :class:`LinearAttentionState`,
+    ``H (dh^2 + dh)`` floats per sequence (``D dh + D``), constant in the position: no per-token cache.
     """
+
+    test_grid = ({}, {"chunk": 7, "n_heads": 2})
 
     def __init__(self, d_model: int, max_len: int, causal: bool, n_heads: int = 4, chunk: int = 64,
                  eps: float = 1e-6) -> None:
@@ -114,8 +72,7 @@ class LinearAttention(Mixer):
     def _split(self, t: torch.Tensor) -> torch.Tensor:
         """``[B, T, D] -> [B, H, T, dh]`` in the working dtype (float32 at least)."""
         B, T, _ = t.shape
-        work = torch.promote_types(t.dtype, torch.float32)
-        return t.view(B, T, self.n_heads, self.head_dim).transpose(1, 2).to(work)
+        return t.view(B, T, self.n_heads, self.head_dim).transpose(1, 2).to(accumulation_dtype(t.dtype))
 
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``phi(q), phi(k), v``, each ``[B, H, T, dh]``; padded keys are *not* masked here.
@@ -134,73 +91,47 @@ class LinearAttention(Mixer):
         return self.out(y.transpose(1, 2).reshape(B, T, self.d_model).to(dtype))
 
     # ------------------------------------------------------------------------------ parallel form
-    def mix(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+    def _visible_keys(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        """``phi(q), phi(k), v`` with padded keys' features zeroed: ``phi(0) = 1`` would count them."""
         phq, phk, v = self.features(x)
         if padding_mask is not None:
-            phk = phk * padding_mask[:, None, :, None].to(phk.dtype)
+            phk = torch.where(padding_mask[:, None, :, None], phk, 0.0)
+        return phq, phk, v
+
+    def _mix(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+        phq, phk, v = self._visible_keys(x, padding_mask)
         if self.causal:
             y = chunked_linear_attention(phq, phk, v, self.chunk, self.eps)
         else:
             y = global_linear_attention(phq, phk, v, self.eps)
         return self.merge(y, x.dtype)
 
-    def reference(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Slow, obviously-correct form: an explicit ``[T, T]`` masked kernel matrix (for tests only).
-
-        Follows the whole :meth:`forward` contract: padded inputs and outputs are zeroed.
-        """
-        if padding_mask is not None:
-            x = x * padding_mask.unsqueeze(-1).to(x.dtype)
-        phq, phk, v = self.features(x)
-        T = x.shape[1]
-        visible = torch.ones(T, T, dtype=torch.bool, device=x.device)
-        visible = torch.tril(visible) if self.causal else visible
-        if padding_mask is not None:
-            visible = visible & padding_mask[:, None, None, :]
-        kernel = (phq @ phk.transpose(-1, -2)) * visible.to(phq.dtype)
-        y = self.merge((kernel @ v) / (kernel.sum(-1, keepdim=True) + self.eps), x.dtype)
-        if padding_mask is not None:
-            y = y * padding_mask.unsqueeze(-1).to(y.dtype)
-        return y
+    def _reference(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+        """An explicit ``[T, T]`` masked kernel matrix (:func:`linmix.ops.linear_attn.linear_attention_reference`)."""
+        y = linear_attention_reference(*self._visible_keys(x, padding_mask), self.eps, self.causal)
+        return self.merge(y, x.dtype)
 
     # ----------------------------------------------------------------------------- streaming form
-    def _require_causal(self) -> None:
-        if not self.causal:
-            raise NotImplementedError("a bidirectional LinearAttention has no streaming form; build with causal=True")
-
-    def init_state(self, batch_size: int) -> State:
-        self._require_causal()
+    def _init_state(self, batch_size: int) -> LinearAttentionState:
         weight = self.q.weight
-        work = torch.promote_types(weight.dtype, torch.float32)
+        work = accumulation_dtype(weight.dtype)
         H, dh = self.n_heads, self.head_dim
-        return {
-            "S": torch.zeros(batch_size, H, dh, dh, dtype=work, device=weight.device),
-            "z": torch.zeros(batch_size, H, dh, dtype=work, device=weight.device),
-            "pos": 0,
-        }
+        return LinearAttentionState(0, torch.zeros(batch_size, H, dh, dh, dtype=work, device=weight.device),
+                                    torch.zeros(batch_size, H, dh, dtype=work, device=weight.device))
 
-    def step(self, x_t: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        self.check_step(x_t, state)
-        phq, phk, v = (t.to(state["S"].dtype) for t in self.features(x_t.unsqueeze(1)))
-        S = state["S"] + phk.transpose(-1, -2) @ v
-        z = state["z"] + phk[:, :, 0]
+    def _step(self, x_t: torch.Tensor, state: LinearAttentionState) -> tuple[torch.Tensor, LinearAttentionState]:
+        phq, phk, v = (t.to(state.S.dtype) for t in self.features(x_t.unsqueeze(1)))
+        S = state.S + phk.transpose(-1, -2) @ v
+        z = state.z + phk[:, :, 0]
         y = (phq @ S) / (phq @ z.unsqueeze(-1) + self.eps)
-        return self.merge(y, x_t.dtype).squeeze(1), {"S": S, "z": z, "pos": int(state["pos"]) + 1}
+        return self.merge(y, x_t.dtype).squeeze(1), LinearAttentionState(state.pos + 1, S, z)
 
-    def prefill(self, x: torch.Tensor) -> tuple[torch.Tensor, State]:
+    def _prefill(self, x: torch.Tensor) -> tuple[torch.Tensor, LinearAttentionState]:
         """Whole prompt in one chunked pass; the state is the sum over every prompt token."""
-        self.check_input(x)
-        self._require_causal()
         phq, phk, v = self.features(x)
         y = self.merge(chunked_linear_attention(phq, phk, v, self.chunk, self.eps), x.dtype)
-        state = {"S": phk.transpose(-1, -2) @ v, "z": phk.sum(2), "pos": x.shape[1]}
-        return y, state
+        return y, LinearAttentionState(x.shape[1], phk.transpose(-1, -2) @ v, phk.sum(2))
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, n_heads={self.n_heads}, chunk={self.chunk}"
 
-
-@register("linear_attention")
-def linear_attention(d_model: int, max_len: int, causal: bool, n_heads: int = 4, chunk: int = 64) -> LinearAttention:
-    """Kernelised linear attention (elu + 1 features); chunked causal form, O(H dh^2) streaming state."""
-    return LinearAttention(d_model, max_len, causal, n_heads=n_heads, chunk=chunk)

@@ -27,12 +27,16 @@ from linmix.mixers.attention import Attention, check_positive_int
 from linmix.mixers.registry import register
 
 
+@register("local_attention")
 class LocalAttention(Attention):
-    """Multi-head sliding-window attention. See the module docstring for the exact window.
+    """Sliding-window softmax attention: O(T * window) time and memory, rolling KV cache for step.
 
-    Streaming state: ``k`` and ``v`` rolling caches ``[B, H, min(window, max_len), dh]`` and the position:
-    2 * D floats per cached token for at most ``window`` tokens, constant in the position.
+    See the module docstring for the exact window. Streaming state: a :class:`~linmix.mixers.attention.KVState`
+    whose ``k`` and ``v`` are rolling caches ``[B, H, min(window, max_len), dh]``: 2 * D floats per cached
+    token for at most ``window`` tokens, constant in the position.
     """
+
+    test_grid = ({}, {"window": 5, "n_heads": 2})
 
     def __init__(self, d_model: int, max_len: int, causal: bool, window: int = 128, n_heads: int = 4) -> None:
         super().__init__(d_model, max_len, causal, n_heads=n_heads)
@@ -97,8 +101,3 @@ class LocalAttention(Attention):
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, window={self.window}"
 
-
-@register("local_attention")
-def local_attention(d_model: int, max_len: int, causal: bool, window: int = 128, n_heads: int = 4) -> LocalAttention:
-    """Sliding-window softmax attention: O(T * window) time and memory, rolling KV cache for step."""
-    return LocalAttention(d_model, max_len, causal, window=window, n_heads=n_heads)

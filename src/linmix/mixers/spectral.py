@@ -24,21 +24,18 @@ input) and the result is cast back, so bfloat16 works. Cost: O(D T log T) time f
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from linmix.mixers.base import Mixer, State
+from linmix.mixers.base import Mixer, MixerState
 from linmix.mixers.registry import register
+from linmix.ops.dtypes import accumulation_dtype
 from linmix.ops.fftconv import causal_conv_reference, causal_fft_conv_btd, circular_filter_btd
 
 INIT_NOISE = 0.02
 KERNEL_DECAY = 16.0  # lag scale (in tokens) of the initial kernel noise: long lags start near zero
-
-
-def _work_dtype(dtype: torch.dtype) -> torch.dtype:
-    """FFTs are unavailable/inaccurate in half precision: compute in float32 unless the input is float64."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def interpolate_bins(filt: torch.Tensor, n: int) -> torch.Tensor:
@@ -59,13 +56,23 @@ def interpolate_bins(filt: torch.Tensor, n: int) -> torch.Tensor:
     return filt[:, lo] * (1 - frac) + filt[:, hi] * frac
 
 
-class SpectralMixer(Mixer):
-    """Per-channel frequency-domain filter (bidirectional) or FFT long convolution (causal).
+@dataclass
+class HistoryState(MixerState):
+    """Every input consumed so far, ``[B, pos, D]``."""
 
-    See the module docstring for the exact formulas. Streaming (causal only): the state is the history of
-    all inputs so far, ``[B, t, D]``, and ``y_t = sum_s k[s] x[t-s]`` is recomputed from it, so each step
+    history: torch.Tensor | None = None
+
+
+@register("spectral")
+class SpectralMixer(Mixer):
+    """Learned per-channel frequency filter (bidirectional) or causal FFT long convolution, then W_o.
+
+    See the module docstring for the exact formulas. Streaming (causal only): a :class:`HistoryState` of
+    all inputs so far, ``[B, t, D]``, from which ``y_t = sum_s k[s] x[t-s]`` is recomputed, so each step
     costs O(t D) time and the state O(t D) memory: a long convolution has no fixed-size state.
     """
+
+    test_grid = ({}, {"out_proj": False})
 
     def __init__(self, d_model: int, max_len: int, causal: bool, out_proj: bool = True) -> None:
         super().__init__(d_model, max_len, causal)
@@ -106,12 +113,12 @@ class SpectralMixer(Mixer):
         return causal_fft_conv_btd(x, self.kernel[:, :T])
 
     # ------------------------------------------------------------------------------ parallel form
-    def mix(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+    def _mix(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
         y = self._convolve(x) if self.causal else self._filter_fft(x)
         return self.project(y)
 
-    def reference(self, x: torch.Tensor) -> torch.Tensor:
-        """Slow, obviously-correct form for tests: a [T, T] Toeplitz product or an explicit real DFT."""
+    def _reference(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+        """A [T, T] Toeplitz product (causal) or an explicit real DFT (bidirectional)."""
         if self.causal:
             T = x.shape[1]
             y = causal_conv_reference(x.transpose(1, 2), self.kernel[:, :T]).transpose(1, 2)
@@ -146,34 +153,19 @@ class SpectralMixer(Mixer):
         return torch.einsum("kt,bkd->btd", cos * c, z_re) - torch.einsum("kt,bkd->btd", sin * c, z_im)
 
     # ----------------------------------------------------------------------------- streaming form
-    def init_state(self, batch_size: int) -> State:
-        if not self.causal:
-            raise NotImplementedError(
-                "a bidirectional spectral mixer has no streaming form; build with causal=True"
-            )
+    def _init_state(self, batch_size: int) -> HistoryState:
         history = torch.zeros(batch_size, 0, self.d_model, dtype=self.kernel.dtype, device=self.kernel.device)
-        return {"history": history, "pos": 0}
+        return HistoryState(0, history)
 
-    def step(self, x_t: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+    def _step(self, x_t: torch.Tensor, state: HistoryState) -> tuple[torch.Tensor, HistoryState]:
         """``y_t = sum_{s<=t} k[:, s] x_{t-s}`` from the stored history: O(t D) time and memory."""
-        self.check_step(x_t, state)
-        pos = int(state["pos"])
-        history = torch.cat([state["history"], x_t.unsqueeze(1).to(state["history"].dtype)], dim=1)
-        work = _work_dtype(x_t.dtype)
+        pos = state.pos
+        history = torch.cat([state.history, x_t.unsqueeze(1).to(state.history.dtype)], dim=1)
+        work = accumulation_dtype(x_t.dtype)
         taps = self.kernel[:, : pos + 1].flip(-1).transpose(0, 1).to(work)  # row i holds k[:, pos - i]
         y = torch.einsum("btd,td->bd", history.to(work), taps).to(x_t.dtype)
-        return self.project(y), {"history": history, "pos": pos + 1}
+        return self.project(y), HistoryState(pos + 1, history)
 
-    def prefill(self, x: torch.Tensor) -> tuple[torch.Tensor, State]:
+    def _prefill(self, x: torch.Tensor) -> tuple[torch.Tensor, HistoryState]:
         """Whole prompt through the FFT path; the state is the prompt itself."""
-        self.check_input(x)
-        if not self.causal:
-            raise NotImplementedError("prefill needs causal=True")
-        y = self.mix(x, None)
-        return y, {"history": x.to(self.kernel.dtype), "pos": x.shape[1]}
-
-
-@register("spectral")
-def spectral(d_model: int, max_len: int, causal: bool, out_proj: bool = True) -> SpectralMixer:
-    """Learned per-channel frequency filter (bidirectional) or causal FFT long convolution, then W_o."""
-    return SpectralMixer(d_model, max_len, causal, out_proj=out_proj)
+        return self._mix(x, None), HistoryState(x.shape[1], x.to(self.kernel.dtype))

@@ -14,27 +14,33 @@ positional modulation and the nonlinearity switched off, is the ``aggregation`` 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from linmix.mixers.base import Mixer, State
+from linmix.mixers.base import Mixer, MixerState
 from linmix.mixers.registry import register
+from linmix.ops.dtypes import accumulation_dtype
 from linmix.ops.prefix_sum import prefix_sum
 from linmix.ops.sum_mix import sum_mix
 
 NORMALIZATIONS = ("none", "count", "sqrt")
 
 
-def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Sums run in at least float32: bf16/fp16 running sums over thousands of tokens lose their digits."""
-    return torch.promote_types(dtype, torch.float32)
+@dataclass
+class SumState(MixerState):
+    """Running sum of the features ``[B, D]`` in the accumulation dtype (``None`` before the first token)."""
+
+    total: torch.Tensor | None = None
 
 
 class SumMixer(Mixer):
-    """Modulate, project, sum over the sequence. See the module docstring for the exact formula.
+    """Modulate, project, sum over the sequence: the machinery behind ``summation`` and ``aggregation``.
 
-    Streaming state: the running sum (D floats) and a token count per sequence: O(D) memory, whatever the
-    length, so each decoded token costs the same at position 10 and at position 100,000.
+    See the module docstring for the exact formula; the registered presets below fix which pieces are on.
+    Streaming state: the running sum (D floats) per sequence: O(D) memory, whatever the length, so each
+    decoded token costs the same at position 10 and at position 100,000.
     """
 
     def __init__(
@@ -64,148 +70,115 @@ class SumMixer(Mixer):
         self.pos = nn.Parameter(torch.randn(max_len, d_model) * 0.02) if positional else None
         self.proj = nn.ModuleList(nn.Linear(d_model, d_model, bias=False) for _ in range(depth))
         self.out = nn.Linear(d_model, d_model, bias=False) if out_proj else None
-        self._divisor_cache: dict = {}  # (T, device, dtype, ...) -> counts to divide by (not state)
 
     # ------------------------------------------------------------------------------------ pieces
     def features(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
-        """Per-token part before the sum: modulation by positions ``offset ..`` and the ReLU projections."""
+        """Per-token part before the sum, ``[B, T, D]``: modulation by positions ``offset ..``, projections.
+
+        Every piece is bias-free and ``relu(0) = 0``, so a zeroed (padded) token has zero features.
+        """
         h = x
         if self.pos is not None:
-            T = x.shape[-2] if x.dim() == 3 else 1
-            p = self.pos[offset : offset + T] + self.pos_bias
-            h = h * (p if x.dim() == 3 else p[0])
+            h = h * (self.pos[offset : offset + x.shape[1]] + self.pos_bias)
         for layer in self.proj:
             h = layer(h)
             if self.activation:
                 h = torch.relu(h)
         return h
 
-    def finish(self, s: torch.Tensor, count: torch.Tensor | None) -> torch.Tensor:
-        """Normalise the sum by the token count, add training noise, project out."""
-        if self.normalize != "none" and count is not None:
-            c = count.to(s.dtype).clamp(min=1)
-            s = s / (c if self.normalize == "count" else c.sqrt())
-        if self.noise_std > 0 and self.training:
-            s = s + self.noise_std * torch.randn_like(s)
-        return self.out(s) if self.out is not None else s
-
-    def _counts(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor | None:
-        """Number of real tokens summed at each position, shaped to broadcast against the sum."""
+    def _scale(self, count: torch.Tensor) -> torch.Tensor | None:
+        """What the sum is divided by for ``count`` summed tokens (count, sqrt(count)), or None."""
         if self.normalize == "none":
             return None
-        B, T, _ = x.shape
-        if padding_mask is None:
-            real = torch.ones(B, T, device=x.device)
-        else:
-            real = padding_mask.float()
-        if self.causal:
-            return real.cumsum(1).unsqueeze(-1)
-        return real.sum(1, keepdim=True).unsqueeze(-1)
-
-    # ------------------------------------------------------------------------------ parallel form
-    def mix(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
-        """Fast path: the whole layer as one fused autograd function (:mod:`linmix.ops.sum_mix`).
-
-        Same formula as :meth:`mix_composed` (the step-by-step form; the tests hold the two equal, forward
-        and every gradient), minus the temporaries autograd would keep. Padded rows need no extra masking
-        there: the input is zeroed and every layer is bias-free with ``relu(0) = 0``, so their features are
-        exactly zero. Training noise takes the composed path.
-        """
-        if self.noise_std > 0 and self.training:
-            return self.mix_composed(x, padding_mask)
-        count = self._divisor(x, padding_mask)
-        return sum_mix(x, self.pos, count, self.out.weight if self.out is not None else None,
-                       [layer.weight for layer in self.proj], self.pos_bias, self.activation, self.causal)
+        count = count.clamp(min=1)
+        return count if self.normalize == "count" else count.sqrt()
 
     def _divisor(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor | None:
-        """What :meth:`finish` divides the sum by: count, sqrt(count) (count >= 1), or None."""
-        if self.normalize == "none":
-            return None
+        """:meth:`_scale` of the real tokens summed at each position, shaped to broadcast against the sum."""
         work = accumulation_dtype(x.dtype)
         if padding_mask is None:
             T = x.shape[1]
-            key = (T, x.device, work, self.causal, self.normalize)
-            cache = self.__dict__.setdefault("_divisor_cache", {})
-            cached = cache.get(key)
-            if cached is None:  # every call at this length divides by the same [1, T, 1] counts
-                n = torch.arange(1, T + 1, device=x.device, dtype=work).view(1, T, 1)
-                c = n if self.causal else torch.full((1, 1, 1), float(T), device=x.device, dtype=work)
-                cached = c if self.normalize == "count" else c.sqrt()
-                if len(cache) > 8:
-                    cache.clear()
-                cache[key] = cached
-            return cached
-        else:
-            c = self._counts(x, padding_mask).to(work).clamp(min=1)
-        return c if self.normalize == "count" else c.sqrt()
+            if self.causal:
+                return self._scale(torch.arange(1, T + 1, device=x.device, dtype=work).view(1, T, 1))
+            return self._scale(torch.full((1, 1, 1), float(T), device=x.device, dtype=work))
+        real = padding_mask.to(work)
+        return self._scale((real.cumsum(1) if self.causal else real.sum(1, keepdim=True)).unsqueeze(-1))
 
-    def mix_composed(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
-        """The layer step by step (features -> prefix/global sum -> finish) through plain autograd."""
+    def finish(self, s: torch.Tensor, divisor: torch.Tensor | None, noise: bool = False) -> torch.Tensor:
+        """Divide the sum, add the training noise when asked, project out."""
+        if divisor is not None:
+            s = s / divisor.to(s.dtype)
+        if noise:
+            s = s + self.noise_std * torch.randn_like(s)
+        return self.out(s) if self.out is not None else s
+
+    # ------------------------------------------------------------------------------ parallel form
+    def _mix(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+        """The whole layer as one fused autograd function (:mod:`linmix.ops.sum_mix`).
+
+        Padded rows need no extra masking there: the input is zeroed and every layer is bias-free with
+        ``relu(0) = 0``, so their features are exactly zero. Training noise takes :meth:`_mix_noisy`.
+        """
+        if self.noise_std > 0 and self.training:
+            return self._mix_noisy(x, padding_mask)
+        return sum_mix(x, self.pos, self._divisor(x, padding_mask), self.out.weight if self.out is not None else None,
+                       [layer.weight for layer in self.proj], self.pos_bias, self.activation, self.causal)
+
+    def _mix_noisy(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+        """Training with ``noise_std > 0``: features -> prefix/global sum -> divide -> + noise -> W_o.
+
+        Plain autograd, because the fused kernel has no slot for the noise between the sum and ``W_o``.
+        """
         h = self.features(x)
-        if padding_mask is not None:
-            # Bias-free layers map a zeroed pad to zero already; masking again keeps that true for any preset.
-            h = h * padding_mask.unsqueeze(-1).to(h.dtype)
-        count = self._counts(x, padding_mask)
         if self.causal:
-            return self.finish(prefix_sum(h), count)
+            return self.finish(prefix_sum(h), self._divisor(x, padding_mask), noise=True)
         s = h.sum(1, keepdim=True, dtype=accumulation_dtype(h.dtype)).to(h.dtype)
-        return self.finish(s, count).expand(-1, x.shape[1], -1)
+        return self.finish(s, self._divisor(x, padding_mask), noise=True).expand(-1, x.shape[1], -1)
 
-    def reference(self, x: torch.Tensor) -> torch.Tensor:
-        """Slow, obviously-correct form: an explicit [T, T] mask product (for tests only)."""
+    def _reference(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+        """An explicit ``[B, T, T]`` visibility product: which real tokens each position sums."""
         h = self.features(x)
         T = x.shape[1]
-        mask = torch.tril(torch.ones(T, T, dtype=h.dtype)) if self.causal else torch.ones(T, T, dtype=h.dtype)
-        s = torch.einsum("ts,bsd->btd", mask, h)
-        count = mask.sum(1).view(1, T, 1)
-        return self.finish(s, count)
+        visible = torch.ones(T, T, dtype=torch.bool, device=x.device)
+        visible = (visible.tril() if self.causal else visible).expand(x.shape[0], T, T)
+        if padding_mask is not None:
+            visible = visible & padding_mask[:, None, :]
+        weights = visible.to(h.dtype)
+        return self.finish(weights @ h, self._scale(weights.sum(-1, keepdim=True)))
 
     # ----------------------------------------------------------------------------- streaming form
-    def init_state(self, batch_size: int) -> State:
-        if not self.causal:
-            raise NotImplementedError("a bidirectional summation has no streaming form; build with causal=True")
-        # The running sum is created at the first step, on the input's device and precision.
-        return {"sum": None, "batch_size": batch_size, "pos": 0}
+    def _init_state(self, batch_size: int) -> SumState:
+        return SumState()  # the running sum is created at the first step, on the input's device and precision
 
-    def step(self, x_t: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        self.check_step(x_t, state)
-        pos = int(state["pos"])
-        h = self.features(x_t.unsqueeze(1), offset=pos).squeeze(1)
+    def _step(self, x_t: torch.Tensor, state: SumState) -> tuple[torch.Tensor, SumState]:
+        h = self.features(x_t.unsqueeze(1), offset=state.pos)[:, 0]
         total = h.to(accumulation_dtype(h.dtype))
-        if state["sum"] is not None:
-            total = total + state["sum"]
-        count = torch.full((x_t.shape[0], 1), pos + 1, device=x_t.device)
-        y = self.finish(total.to(h.dtype), count)
-        return y, {**state, "sum": total, "pos": pos + 1}
+        if state.total is not None:
+            total = total + state.total
+        count = torch.tensor(state.pos + 1.0, dtype=total.dtype, device=total.device)
+        return self.finish(total.to(h.dtype), self._scale(count)), SumState(state.pos + 1, total)
 
-    def prefill(self, x: torch.Tensor) -> tuple[torch.Tensor, State]:
+    def _prefill(self, x: torch.Tensor) -> tuple[torch.Tensor, SumState]:
         """Whole prompt in one parallel pass; the state is the last prefix sum."""
-        self.check_input(x)
-        if not self.causal:
-            raise NotImplementedError("prefill needs causal=True")
-        h = self.features(x)
-        s = prefix_sum(h)
-        y = self.finish(s, self._counts(x, None))
-        state = {"sum": s[:, -1].to(accumulation_dtype(s.dtype)), "batch_size": x.shape[0], "pos": x.shape[1]}
-        return y, state
+        s = prefix_sum(self.features(x))
+        total = s[:, -1].to(accumulation_dtype(s.dtype))
+        return self.finish(s, self._divisor(x, None)), SumState(x.shape[1], total)
 
 
 @register("summation")
-def summation(
-    d_model: int,
-    max_len: int,
-    causal: bool,
-    depth: int = 1,
-    positional: bool = True,
-    pos_bias: float = 1.0,
-    normalize: str = "count",
-) -> SumMixer:
+class SummationMixer(SumMixer):
     """x * (P + bias) -> bias-free ReLU projection(s) -> prefix/global sum -> output projection.
 
     ``normalize="count"`` (default) divides the sum at t by the number of tokens summed, so the layer's output
     scale does not grow with position; in a pre-norm stack a raw growing sum drowns the residual stream and
     trains markedly worse (Tiny Shakespeare char LM, 150 steps: val 2.53 with "count" vs 2.83 with "sqrt").
-    ``normalize="none"`` is the summation papers' raw sum.
+    ``normalize="none"`` is the summation papers' raw sum; ``positional=False`` skips the modulation when the
+    model already applied it at the embedding.
     """
-    return SumMixer(d_model, max_len, causal, depth=depth, positional=positional, pos_bias=pos_bias,
-                    activation=True, normalize=normalize, out_proj=True)
+
+    test_grid = ({}, {"depth": 2, "positional": False, "normalize": "none"})
+
+    def __init__(self, d_model: int, max_len: int, causal: bool, depth: int = 1, positional: bool = True,
+                 pos_bias: float = 1.0, normalize: str = "count") -> None:
+        super().__init__(d_model, max_len, causal, depth=depth, positional=positional, pos_bias=pos_bias,
+                         activation=True, normalize=normalize, out_proj=True)

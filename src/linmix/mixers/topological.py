@@ -29,23 +29,34 @@ streaming state O(K D).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from linmix.mixers.base import Mixer, State
+from linmix.mixers.base import Mixer, MixerState
 from linmix.mixers.registry import register
 
 
-class TopologicalMixer(Mixer):
-    """Strided-conv encoder -> per-head complex modulation -> transposed-conv decoder -> rotate value heads.
+@dataclass
+class TopologicalState(MixerState):
+    """The last ``K`` inputs ``[B, K, D]`` and the decoded modulation of the current block ``[B, 2H, s]``."""
 
-    See the module docstring for the exact formula. Streaming (causal only): the state keeps the last ``K``
-    inputs and the decoded modulation of the current block (``[B, 2H, s]``); when a block completes, its
-    window is encoded and decoded into the next block's modulation. O(K D) memory and O(K D H) extra time
-    per completed block, whatever the position.
+    history: torch.Tensor | None = None
+    mod: torch.Tensor | None = None
+
+
+@register("topological")
+class TopologicalMixer(Mixer):
+    """Value heads rotated/scaled by a complex modulation decoded from a strided-conv summary of the context.
+
+    See the module docstring for the exact formula. Streaming (causal only): a :class:`TopologicalState`;
+    when a block completes, its window is encoded and decoded into the next block's modulation. O(K D)
+    memory and O(K D H) extra time per completed block, whatever the position.
     """
+
+    test_grid = ({}, {"n_heads": 2, "stride": 3, "kernel_size": 5})
 
     def __init__(self, d_model: int, max_len: int, causal: bool, n_heads: int = 4, stride: int = 4,
                  kernel_size: int | None = None) -> None:
@@ -108,11 +119,12 @@ class TopologicalMixer(Mixer):
         return torch.stack([a * re - b * im, a * im + b * re], dim=-2).flatten(-3)
 
     # ------------------------------------------------------------------------------ parallel form
-    def mix(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+    def _mix(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+        """Convolutions over the whole sequence; the base zeroed padded inputs, so no window reads garbage."""
         return self.out(self.rotate(self.value(x), self.modulation(x)))
 
-    def reference(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-position loop straight from the formula (tests only): window, encode, decode, rotate."""
+    def _reference(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+        """Per-position loop straight from the formula: window, encode, decode, rotate."""
         B, T, _ = x.shape
         s, K = self.stride, self.kernel_size
         mods = []
@@ -146,41 +158,25 @@ class TopologicalMixer(Mixer):
             p = self.modulation_params(self.encoder(window.transpose(1, 2)))
         return self.decoder(p)
 
-    def init_state(self, batch_size: int) -> State:
-        if not self.causal:
-            raise NotImplementedError(
-                "a bidirectional topological mixer has no streaming form; build with causal=True"
-            )
+    def _init_state(self, batch_size: int) -> TopologicalState:
         history = self.value.weight.new_zeros(batch_size, self.kernel_size, self.d_model)
-        return {"history": history, "mod": self.block_modulation(None, batch_size), "pos": 0}
+        return TopologicalState(0, history, self.block_modulation(None, batch_size))
 
-    def step(self, x_t: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+    def _step(self, x_t: torch.Tensor, state: TopologicalState) -> tuple[torch.Tensor, TopologicalState]:
         """Rotate ``W_v x_t`` by the current block's modulation; encode the window when a block completes."""
-        self.check_step(x_t, state)
-        pos = int(state["pos"])
-        mod = state["mod"]
+        pos, mod = state.pos, state.mod
         y = self.out(self.rotate(self.value(x_t), mod[:, :, pos % self.stride]))
-        history = torch.cat([state["history"][:, 1:], x_t.unsqueeze(1).to(state["history"].dtype)], dim=1)
+        history = torch.cat([state.history[:, 1:], x_t.unsqueeze(1).to(state.history.dtype)], dim=1)
         if (pos + 1) % self.stride == 0:
             mod = self.block_modulation(history, x_t.shape[0])
-        return y, {"history": history, "mod": mod, "pos": pos + 1}
+        return y, TopologicalState(pos + 1, history, mod)
 
-    def prefill(self, x: torch.Tensor) -> tuple[torch.Tensor, State]:
+    def _prefill(self, x: torch.Tensor) -> tuple[torch.Tensor, TopologicalState]:
         """Whole prompt in the parallel form; the state is rebuilt from the last windows of the prompt."""
-        self.check_input(x)
-        if not self.causal:
-            raise NotImplementedError("prefill needs causal=True")
         B, T, _ = x.shape
         K = self.kernel_size
         padded = F.pad(x, (0, 0, K, 0))  # padded[:, i] = x[:, i - K]
         done = (T // self.stride) * self.stride  # end of the last completed block
         window = padded[:, done : done + K] if done > 0 else None
-        state = {"history": padded[:, T : T + K], "mod": self.block_modulation(window, B), "pos": T}
-        return self.mix(x, None), state
-
-
-@register("topological")
-def topological(d_model: int, max_len: int, causal: bool, n_heads: int = 4, stride: int = 4,
-                kernel_size: int | None = None) -> TopologicalMixer:
-    """Value heads rotated/scaled by a complex modulation decoded from a strided-conv summary of the context."""
-    return TopologicalMixer(d_model, max_len, causal, n_heads=n_heads, stride=stride, kernel_size=kernel_size)
+        state = TopologicalState(T, padded[:, T : T + K], self.block_modulation(window, B))
+        return self._mix(x, None), state

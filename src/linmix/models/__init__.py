@@ -3,8 +3,9 @@ from linmix.models.blocks import Block, FeedForward, SequenceEncoder
 from linmix.models.classifier import Classifier
 from linmix.models.lm import LanguageModel, sample_next
 from linmix.models.multimodal import MultimodalRegressor
-from linmix.models.pretrained import load_pretrained
-from linmix.models.spec import format_layers, parse_layers
+from linmix.models.pretrained import build_model, load_pretrained
+from linmix.models.spec import LayerSpec, format_layers, parse_layer_specs, parse_layers
 
-__all__ = ["Block", "Classifier", "FeedForward", "LanguageModel", "MultimodalRegressor", "SequenceEncoder",
-           "format_layers", "load_pretrained", "parse_layers", "sample_next"]
+__all__ = ["Block", "Classifier", "FeedForward", "LanguageModel", "LayerSpec", "MultimodalRegressor",
+           "SequenceEncoder", "build_model", "format_layers", "load_pretrained", "parse_layer_specs", "parse_layers",
+           "sample_next"]

@@ -1,25 +1,28 @@
 """A residual block (mixer + feed-forward + norms) and the shared sequence encoder built from blocks."""
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
-from linmix.mixers.base import State
+from linmix.config import NORMS, ModelConfig
 from linmix.mixers.registry import build_mixer
 from linmix.mixers.registry import mixer_options as accepted_options
-from linmix.models.spec import parse_layers
+from linmix.models.spec import LayerSpec, parse_layer_specs
 
-POSITIONAL = ("learned", "multiplicative", "none")
-NORMS = ("pre", "post")
+State = Any
 
 
-def make_mixer(name: str, d_model: int, max_len: int, causal: bool, n_heads: int,
+def make_mixer(layer: str | LayerSpec, d_model: int, max_len: int, causal: bool, n_heads: int,
                mixer_options: dict[str, dict] | None) -> nn.Module:
-    """Build a mixer, passing ``n_heads`` to the mixers that take heads and per-name extra options."""
-    opts = dict((mixer_options or {}).get(name, {}))
-    if "n_heads" in accepted_options(name):
+    """Build one layer's mixer: model-level ``mixer_options[name]``, overridden by the options written
+    inline in the spec; ``n_heads`` goes to the mixers that take heads unless an option sets it."""
+    spec = layer if isinstance(layer, LayerSpec) else parse_layer_specs(layer)[0]
+    opts = spec.merged((mixer_options or {}).get(spec.name))
+    if "n_heads" in accepted_options(spec.name):
         opts.setdefault("n_heads", n_heads)
-    return build_mixer(name, d_model=d_model, max_len=max_len, causal=causal, **opts)
+    return build_mixer(spec.name, d_model=d_model, max_len=max_len, causal=causal, **opts)
 
 
 class FeedForward(nn.Module):
@@ -42,7 +45,7 @@ class Block(nn.Module):
     summation papers used): ``norm(x + mixer(x))``. ``ffn_mult=0`` drops the feed-forward.
     """
 
-    def __init__(self, mixer: str, d_model: int, max_len: int, causal: bool, n_heads: int = 4,
+    def __init__(self, mixer: str | LayerSpec, d_model: int, max_len: int, causal: bool, n_heads: int = 4,
                  ffn_mult: int = 4, norm: str = "pre", dropout: float = 0.0,
                  mixer_options: dict[str, dict] | None = None) -> None:
         super().__init__()
@@ -84,38 +87,41 @@ class Block(nn.Module):
 class SequenceEncoder(nn.Module):
     """Token embedding + positional scheme + a stack of blocks (or bare mixers) + a final norm.
 
-    Positional schemes: ``learned`` adds a learned table; ``multiplicative`` computes ``e * (P + 1)`` as in
-    the summation papers; ``none`` leaves order to the mixers. ``arch="bare"`` stacks the mixers directly,
-    with no residual, feed-forward or norm: the summation papers' single-layer classifiers (embedding -> mixer -> pool).
+    Built from a resolved :class:`~linmix.config.ModelConfig` (``vocab_size`` and ``max_len`` may be
+    overridden, e.g. for a classifier's extra CLS token). Positional schemes: ``learned`` adds a learned
+    table; ``multiplicative`` computes ``e * (P + 1)`` as in the summation papers; ``none`` leaves order to
+    the mixers. ``arch="bare"`` stacks the mixers directly, with no residual, feed-forward or norm: the
+    summation papers' single-layer classifiers (embedding -> mixer -> pool).
     """
 
-    def __init__(self, vocab_size: int, d_model: int, layers: str, max_len: int, causal: bool,
-                 n_heads: int = 4, positional: str = "learned", norm: str = "pre", ffn_mult: int = 4,
-                 dropout: float = 0.0, arch: str = "block", mixer_options: dict[str, dict] | None = None) -> None:
+    def __init__(self, cfg: ModelConfig, causal: bool, vocab_size: int | None = None,
+                 max_len: int | None = None) -> None:
         super().__init__()
-        _check_positive(vocab_size=vocab_size, d_model=d_model, max_len=max_len, n_heads=n_heads)
-        if positional not in POSITIONAL:
-            raise ValueError(f"positional must be one of {POSITIONAL}, got {positional!r}")
-        if arch not in ("block", "bare"):
-            raise ValueError(f"arch must be 'block' or 'bare', got {arch!r}")
+        vocab_size = cfg.vocab_size if vocab_size is None else vocab_size
+        max_len = cfg.max_len if max_len is None else max_len
+        d_model = cfg.d_model
+        _check_positive(vocab_size=vocab_size, d_model=d_model, max_len=max_len, n_heads=cfg.n_heads)
         self.vocab_size, self.d_model, self.max_len = vocab_size, d_model, max_len
-        self.layer_names = parse_layers(layers)
-        self.positional = positional
+        self.layer_specs = parse_layer_specs(cfg.layers)
+        self.layer_names = [spec.name for spec in self.layer_specs]
+        self.positional = cfg.positional
         self.embed = nn.Embedding(vocab_size, d_model)
         nn.init.normal_(self.embed.weight, std=0.02)
-        self.pos = nn.Parameter(torch.randn(max_len, d_model) * 0.02) if positional != "none" else None
-        if arch == "block":
+        self.pos = nn.Parameter(torch.randn(max_len, d_model) * 0.02) if cfg.positional != "none" else None
+        if cfg.arch == "block":
             self.layers = nn.ModuleList(
-                Block(name, d_model, max_len, causal, n_heads, ffn_mult, norm, dropout, mixer_options)
-                for name in self.layer_names
+                Block(spec, d_model, max_len, causal, cfg.n_heads, cfg.ffn_mult, cfg.norm, cfg.dropout,
+                      cfg.mixer_options)
+                for spec in self.layer_specs
             )
-            self.final_norm = nn.LayerNorm(d_model) if norm == "pre" else nn.Identity()
+            self.final_norm = nn.LayerNorm(d_model) if cfg.norm == "pre" else nn.Identity()
         else:
             self.layers = nn.ModuleList(
-                make_mixer(name, d_model, max_len, causal, n_heads, mixer_options) for name in self.layer_names
+                make_mixer(spec, d_model, max_len, causal, cfg.n_heads, cfg.mixer_options)
+                for spec in self.layer_specs
             )
             self.final_norm = nn.Identity()
-        self.drop = nn.Dropout(dropout)
+        self.drop = nn.Dropout(cfg.dropout)
 
     def check_ids(self, ids: torch.Tensor, padding_mask: torch.Tensor | None = None) -> None:
         """``ValueError`` for a wrong rank/dtype, an out-of-vocabulary id, or a sequence over max_len."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from linmix.config import ModelConfig
 from linmix.models.blocks import SequenceEncoder
 from linmix.models.pooling import check_pooling, pool
 from linmix.models.pretrained import PretrainedMixin
@@ -12,18 +13,15 @@ from linmix.models.pretrained import PretrainedMixin
 class TextEncoder(nn.Module):
     """A :class:`SequenceEncoder` plus padding-aware pooling (and a CLS token when ``pooling="cls"``)."""
 
-    def __init__(self, vocab_size: int, d_model: int, layers: str, max_len: int, causal: bool, n_heads: int,
-                 pooling: str, positional: str, arch: str, norm: str, ffn_mult: int, dropout: float,
-                 mixer_options: dict[str, dict] | None) -> None:
+    def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        check_pooling(pooling, causal)
-        self.pooling = pooling
-        self.vocab_size = vocab_size
-        extra = 1 if pooling == "cls" else 0
+        check_pooling(cfg.pooling, cfg.causal)
+        self.pooling = cfg.pooling
+        self.vocab_size = cfg.vocab_size
+        extra = 1 if cfg.pooling == "cls" else 0
         # The CLS token is one extra vocabulary entry prepended at position 0.
-        self.seq = SequenceEncoder(vocab_size + extra, d_model, layers, max_len + extra, causal, n_heads,
-                                   positional, norm, ffn_mult, dropout, arch, mixer_options)
-        self.max_len = max_len
+        self.seq = SequenceEncoder(cfg, cfg.causal, vocab_size=cfg.vocab_size + extra, max_len=cfg.max_len + extra)
+        self.max_len = cfg.max_len
 
     def forward(self, ids: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         self.seq.check_ids(ids, padding_mask)
@@ -53,12 +51,11 @@ class Classifier(PretrainedMixin, nn.Module):
         super().__init__()
         if not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-        self.config = dict(vocab_size=vocab_size, num_classes=num_classes, d_model=d_model, layers=layers,
-                           max_len=max_len, n_heads=n_heads, pooling=pooling, positional=positional, arch=arch,
-                           norm=norm, ffn_mult=ffn_mult, dropout=dropout, causal=causal,
-                           mixer_options=mixer_options)
-        self.encoder = TextEncoder(vocab_size, d_model, layers, max_len, causal, n_heads, pooling, positional,
-                                   arch, norm, ffn_mult, dropout, mixer_options)
+        self.config = ModelConfig(head="classify", vocab_size=vocab_size, num_classes=num_classes, d_model=d_model,
+                                  layers=layers, max_len=max_len, n_heads=n_heads, pooling=pooling,
+                                  positional=positional, arch=arch, norm=norm, ffn_mult=ffn_mult, dropout=dropout,
+                                  causal=causal, mixer_options=dict(mixer_options or {})).resolved()
+        self.encoder = TextEncoder(self.config)
         self.head = nn.Linear(d_model, num_classes)
 
     def forward(self, ids: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
+from linmix.config import ModelConfig
 from linmix.models.blocks import SequenceEncoder
 from linmix.models.pretrained import PretrainedMixin
 
@@ -23,12 +24,11 @@ class LanguageModel(PretrainedMixin, nn.Module):
                  norm: str = "pre", ffn_mult: int = 4, dropout: float = 0.0,
                  mixer_options: dict[str, dict] | None = None) -> None:
         super().__init__()
-        self.config = dict(vocab_size=vocab_size, d_model=d_model, layers=layers, max_len=max_len,
-                           n_heads=n_heads, positional=positional, tie_weights=tie_weights, norm=norm,
-                           ffn_mult=ffn_mult, dropout=dropout, mixer_options=mixer_options)
-        self.encoder = SequenceEncoder(vocab_size, d_model, layers, max_len, causal=True, n_heads=n_heads,
-                                       positional=positional, norm=norm, ffn_mult=ffn_mult, dropout=dropout,
-                                       mixer_options=mixer_options)
+        self.config = ModelConfig(head="lm", vocab_size=vocab_size, d_model=d_model, layers=layers,
+                                  max_len=max_len, n_heads=n_heads, positional=positional, tie_weights=tie_weights,
+                                  norm=norm, ffn_mult=ffn_mult, dropout=dropout, causal=True,
+                                  mixer_options=dict(mixer_options or {})).resolved()
+        self.encoder = SequenceEncoder(self.config, causal=True)
         self.head = nn.Linear(d_model, vocab_size, bias=False)
         if tie_weights:
             self.head.weight = self.encoder.embed.weight
@@ -45,25 +45,44 @@ class LanguageModel(PretrainedMixin, nn.Module):
     def generate(self, ids: torch.Tensor, max_new_tokens: int = 100, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None,
                  stream: Callable[[torch.Tensor], None] | None = None,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-        """Continue ``ids: [B, T]`` by ``max_new_tokens`` tokens; returns ``[B, T + max_new_tokens]``.
+                 generator: torch.Generator | None = None, eos_id: int | None = None) -> torch.Tensor:
+        """Continue ``ids: [B, T]`` by up to ``max_new_tokens`` tokens; returns ``[B, T + new]``.
 
         ``temperature=0`` is greedy decoding. ``top_k`` keeps the k most likely tokens, ``top_p`` the
         smallest set whose probability reaches p. ``stream`` is called with each new ``[B]`` token tensor
-        as soon as it is chosen (print as you go).
+        as soon as it is chosen (print as you go). With ``eos_id``, a sequence that has produced it keeps
+        producing ``eos_id`` and generation stops once every sequence has. Runs in eval mode (no dropout)
+        and restores the caller's mode.
         """
+        if eos_id is not None and not 0 <= eos_id < self.config.vocab_size:
+            raise ValueError(f"eos_id must lie in [0, {self.config.vocab_size}), got {eos_id}")
         out = [ids]
+        done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
         for token in self.iter_generate(ids, max_new_tokens, temperature, top_k, top_p, generator):
+            if eos_id is not None:
+                token = torch.where(done, torch.full_like(token, eos_id), token)
+                done = done | (token == eos_id)
             if stream is not None:
                 stream(token)
             out.append(token.unsqueeze(1))
+            if eos_id is not None and bool(done.all()):
+                break
         return torch.cat(out, dim=1)
 
     @torch.no_grad()
     def iter_generate(self, ids: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
                       top_k: int | None = None, top_p: float | None = None,
                       generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
-        """Yield new tokens ``[B]`` one at a time (the prompt runs as one parallel prefill)."""
+        """Yield new tokens ``[B]`` one at a time (the prompt runs as one parallel prefill), in eval mode."""
+        was_training = self.training
+        self.eval()
+        try:
+            yield from self._generate_tokens(ids, max_new_tokens, temperature, top_k, top_p, generator)
+        finally:
+            self.train(was_training)
+
+    def _generate_tokens(self, ids: torch.Tensor, max_new_tokens: int, temperature: float, top_k: int | None,
+                         top_p: float | None, generator: torch.Generator | None) -> Iterator[torch.Tensor]:
         _check_sampling(max_new_tokens, temperature, top_k, top_p)
         if ids.dim() != 2 or ids.shape[1] == 0:
             raise ValueError(f"prompt ids must have shape [B, T] with T >= 1, got {list(ids.shape)}")

@@ -4,10 +4,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from linmix.config import ModelConfig
 from linmix.models.classifier import TextEncoder
 from linmix.models.pretrained import PretrainedMixin
 
-FUSIONS = ("add", "concat")
 
 
 class MultimodalRegressor(PretrainedMixin, nn.Module):
@@ -22,17 +22,14 @@ class MultimodalRegressor(PretrainedMixin, nn.Module):
                  positional: str = "learned", arch: str = "block", norm: str = "pre", ffn_mult: int = 4,
                  dropout: float = 0.0, mixer_options: dict[str, dict] | None = None) -> None:
         super().__init__()
-        if fusion not in FUSIONS:
-            raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
         if not isinstance(n_numeric, int) or n_numeric < 1:
             raise ValueError(f"n_numeric must be a positive integer, got {n_numeric!r}")
-        self.config = dict(vocab_size=vocab_size, n_numeric=n_numeric, d_model=d_model, layers=layers,
-                           fusion=fusion, max_len=max_len, n_heads=n_heads, pooling=pooling,
-                           positional=positional, arch=arch, norm=norm, ffn_mult=ffn_mult, dropout=dropout,
-                           mixer_options=mixer_options)
+        self.config = ModelConfig(head="multimodal", vocab_size=vocab_size, n_numeric=n_numeric, d_model=d_model,
+                                  layers=layers, fusion=fusion, max_len=max_len, n_heads=n_heads, pooling=pooling,
+                                  positional=positional, arch=arch, norm=norm, ffn_mult=ffn_mult, dropout=dropout,
+                                  mixer_options=dict(mixer_options or {})).resolved()
         self.fusion, self.n_numeric = fusion, n_numeric
-        self.text = TextEncoder(vocab_size, d_model, layers, max_len, False, n_heads, pooling, positional, arch,
-                                norm, ffn_mult, dropout, mixer_options)
+        self.text = TextEncoder(self.config)
         self.numeric = nn.Sequential(nn.Linear(n_numeric, d_model), nn.ReLU(), nn.Linear(d_model, d_model))
         fused = d_model if fusion == "add" else 2 * d_model
         self.head = nn.Sequential(nn.Linear(fused, d_model), nn.ReLU(), nn.Linear(d_model, 1))

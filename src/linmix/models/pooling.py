@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-POOLINGS = ("mean", "sum", "cls")
+from linmix.config import POOLINGS
 
 
 def pool(h: torch.Tensor, padding_mask: torch.Tensor | None, kind: str) -> torch.Tensor:
@@ -12,11 +12,11 @@ def pool(h: torch.Tensor, padding_mask: torch.Tensor | None, kind: str) -> torch
         return h[:, 0]
     if padding_mask is None:
         return h.mean(1) if kind == "mean" else h.sum(1)
-    m = padding_mask.unsqueeze(-1).to(h.dtype)
-    total = (h * m).sum(1)
+    real = padding_mask.unsqueeze(-1)
+    total = torch.where(real, h, torch.zeros((), dtype=h.dtype, device=h.device)).sum(1)
     if kind == "sum":
         return total
-    return total / m.sum(1).clamp(min=1)
+    return total / real.sum(1).clamp(min=1).to(h.dtype)
 
 
 def check_pooling(kind: str, causal: bool) -> None:

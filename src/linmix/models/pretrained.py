@@ -1,12 +1,17 @@
 """Save and load models as ``model.safetensors`` + ``config.json``; nothing is ever unpickled."""
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import os
 from pathlib import Path
 from typing import Any, TypeVar
 
+from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
+
+from linmix.config import ModelConfig
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -15,17 +20,25 @@ M = TypeVar("M", bound="PretrainedMixin")
 
 
 class PretrainedMixin:
-    """Gives a model ``save_pretrained`` / ``from_pretrained``.
+    """Gives a model ``from_config``, ``save_pretrained`` and ``from_pretrained``.
 
-    A subclass stores its constructor arguments in ``self.config`` (plain JSON types); loading rebuilds the
-    model from them and loads the weights with ``strict=True``. Tied weights are handled by safetensors.
+    A subclass keeps its resolved :class:`~linmix.config.ModelConfig` in ``self.config`` and takes the
+    config's fields as constructor keywords; saving writes that config as ``config.json`` (plus the class
+    name as ``model_type``) and the weights as safetensors; loading rebuilds the model from the config and
+    loads the weights with ``strict=True``. Tied weights are handled by safetensors.
     """
 
-    config: dict[str, Any]
+    config: ModelConfig
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         _MODELS[cls.__name__] = cls
+
+    @classmethod
+    def from_config(cls: type[M], config: ModelConfig) -> M:
+        """A freshly initialised model of this class built from ``config``."""
+        params = inspect.signature(cls.__init__).parameters
+        return cls(**{name: getattr(config, name) for name in params if name != "self"})
 
     def save_pretrained(self, path: str | os.PathLike) -> Path:
         """Write weights and config into directory ``path`` (created if needed); atomic per file."""
@@ -36,9 +49,13 @@ class PretrainedMixin:
         os.replace(tmp, path / WEIGHTS)
         from linmix import __version__
 
-        config = {"model_type": type(self).__name__, "linmix_version": __version__, **self.config}
+        config = {"model_type": type(self).__name__, "linmix_version": __version__, **self.config_dict()}
         write_json_atomic(path / CONFIG, config)
         return path
+
+    def config_dict(self) -> dict[str, Any]:
+        """The model's config as plain JSON types."""
+        return dataclasses.asdict(self.config)
 
     @classmethod
     def from_pretrained(cls: type[M], path: str | os.PathLike, map_location: str = "cpu") -> M:
@@ -53,9 +70,36 @@ class PretrainedMixin:
             raise ValueError(
                 f"{path} holds a {model_type}, not a {cls.__name__}; load it with linmix.{model_type}.from_pretrained"
             )
-        model = target(**config)
-        load_model(model, str(Path(path) / WEIGHTS), strict=True, device=map_location)
+        model = target.from_config(model_config_from_dict(config, Path(path) / CONFIG))
+        load_weights(model, Path(path) / WEIGHTS, map_location)
         return model  # type: ignore[return-value]
+
+
+def model_config_from_dict(data: dict[str, Any], source: str | os.PathLike) -> ModelConfig:
+    """A :class:`ModelConfig` from a saved dict: a missing or unknown key is a ``ValueError`` naming it and
+    ``source``."""
+    names = [f.name for f in dataclasses.fields(ModelConfig)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ValueError(f"{source}: unknown key {unknown[0]!r}; a linmix model config has: {', '.join(names)}")
+    missing = [n for n in names if n not in data]
+    if missing:
+        raise ValueError(f"{source}: missing key {missing[0]!r}; was it written by this version of linmix?")
+    return ModelConfig(**data)
+
+
+def load_weights(model: Any, path: Path, map_location: str = "cpu") -> None:
+    """Load safetensors weights; a truncated or corrupt file is one ``ValueError`` naming it."""
+    try:
+        load_model(model, str(path), strict=True, device=map_location)
+    except (SafetensorError, OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is truncated or corrupt and cannot be read as safetensors ({err}); "
+                         "re-save the model or restore the file") from None
+    except RuntimeError as err:
+        if "Missing key" in str(err) or "Unexpected key" in str(err) or "size mismatch" in str(err):
+            first = str(err).strip().splitlines()[0]
+            raise ValueError(f"{path} does not match its config.json ({first})") from None
+        raise
 
 
 def read_config(path: str | os.PathLike) -> dict[str, Any]:
@@ -73,6 +117,16 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(config, dict) or "model_type" not in config:
         raise ValueError(f"{path / CONFIG} has no model_type; it was not written by linmix")
     return config
+
+
+#: which model class each ``ModelConfig.head`` builds
+HEAD_CLASSES = {"lm": "LanguageModel", "classify": "Classifier", "multimodal": "MultimodalRegressor"}
+
+
+def build_model(config: ModelConfig) -> Any:
+    """A freshly initialised model of the class ``config.head`` names (``vocab_size`` etc. must be set)."""
+    config = config.resolved()
+    return _MODELS[HEAD_CLASSES[config.head]].from_config(config)
 
 
 def load_pretrained(path: str | os.PathLike, map_location: str = "cpu") -> Any:

@@ -1,6 +1,6 @@
 """Training: one loop for every task, checkpoints, LR schedules and controller, data parallel, sampling.
 
-* :class:`TrainConfig` — everything that defines a run; :func:`run_training` / :func:`train_lm` run it.
+* :class:`~linmix.config.TrainConfig` — everything that defines a run; :func:`run_training` / :func:`train_lm` run it.
 * :class:`Trainer` — the loop (AdamW, warmup + cosine/constant LR, clipping, eval, early stopping, AMP,
   NaN stop, DDP); :mod:`~linmix.train.tasks` adapts LM / classification / regression data to it.
 * :mod:`~linmix.train.checkpoint` — safetensors + JSON checkpoints, atomic; exact ``--resume``.
@@ -8,7 +8,7 @@
 * :func:`load_lm` / :func:`sample_text` — streaming generation from a run.
 """
 from linmix.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from linmix.train.config import TrainConfig
+from linmix.config import TrainConfig, train_config
 from linmix.train.distributed import DistContext, init_distributed
 from linmix.train.loop import EarlyStopping, Trainer, TrainingDiverged
 from linmix.train.qlearning import QLearningLRController
@@ -21,5 +21,5 @@ __all__ = [
     "ClassifyTask", "DistContext", "EarlyStopping", "LMTask", "LRSchedule", "QLearningLRController",
     "RegressionTask", "Task", "TrainConfig", "Trainer", "TrainingDiverged", "build_trainer", "init_distributed",
     "latest_checkpoint", "load_checkpoint", "load_lm", "prepare", "run_training", "sample_text",
-    "save_checkpoint", "train_classifier", "train_lm", "train_multimodal", "warmup_constant", "warmup_cosine",
+    "save_checkpoint", "train_classifier", "train_config", "train_lm", "train_multimodal", "warmup_constant", "warmup_cosine",
 ]

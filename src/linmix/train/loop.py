@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from linmix.train import reporting
 from linmix.train.checkpoint import (Checkpoint, check_finite, restore_rng_state, save_checkpoint,
                                      unflatten_optimizer_state)
-from linmix.train.config import TrainConfig
+from linmix.config import TrainConfig
 from linmix.train.distributed import DistContext, all_reduce_sum, params_in_sync
 from linmix.train.qlearning import QLearningLRController
 from linmix.train.schedules import LRSchedule
@@ -82,27 +82,28 @@ class Trainer:
                  checkpoint: Checkpoint | None = None, info: dict[str, Any] | None = None,
                  total_steps: int | None = None) -> None:
         if total_steps is None:
-            if config.steps is None:
-                raise ValueError("Trainer needs total_steps or config.steps")
-            total_steps = config.steps
+            if config.run.steps is None:
+                raise ValueError("Trainer needs total_steps or config.run.steps")
+            total_steps = config.run.steps
         self.config, self.task, self.device = config, task, device
         self.total_steps = int(total_steps)
         self.ctx = ctx or DistContext()
         self.run_dir = Path(run_dir) if run_dir is not None and self.ctx.is_main else None
         self.tokenizer, self.info = tokenizer, dict(info or {})
-        dtype = torch.float64 if config.dtype == "float64" else torch.float32
+        dtype = torch.float64 if config.run.dtype == "float64" else torch.float32
         self.model = model.to(device=device, dtype=dtype)
         self.ddp: torch.nn.Module = self.model
         if self.ctx.enabled:
             self.ddp = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
-        self.optimizer = torch.optim.AdamW(_param_groups(self.model, config.weight_decay), lr=config.lr,
-                                           betas=(config.beta1, config.beta2))
-        self.schedule = LRSchedule(config.schedule, config.lr, config.warmup, self.total_steps, config.min_lr_ratio)
-        self.controller = (QLearningLRController.from_options(config.controller_options, config.seed)
-                           if config.lr_controller == "qlearning" else None)
-        self.autocast_dtype = autocast_dtype(config.amp, device)
-        self.scaler = torch.amp.GradScaler("cuda") if config.amp == "fp16" else None
-        self.stopper = EarlyStopping(task.monitor, task.mode, config.patience)
+        self.optimizer = torch.optim.AdamW(_param_groups(self.model, config.optim.weight_decay), lr=config.optim.lr,
+                                           betas=(config.optim.beta1, config.optim.beta2))
+        self.schedule = LRSchedule(config.optim.schedule, config.optim.lr, config.optim.warmup, self.total_steps,
+                                   config.optim.min_lr_ratio)
+        self.controller = (QLearningLRController.from_options(config.optim.controller_options, config.run.seed)
+                           if config.optim.lr_controller == "qlearning" else None)
+        self.autocast_dtype = autocast_dtype(config.run.amp, device)
+        self.scaler = torch.amp.GradScaler("cuda") if config.run.amp == "fp16" else None
+        self.stopper = EarlyStopping(task.monitor, task.mode, config.run.patience)
         self.step = 0
         self.wall_before = 0.0
         self.tokens_seen = 0
@@ -128,7 +129,7 @@ class Trainer:
         return {
             "config": self.config.to_dict(),
             "schedule": self.schedule.state_dict(),
-            "data": {**self.task.position(self.step), "seed": self.config.seed},
+            "data": {**self.task.position(self.step), "seed": self.config.run.seed},
             "controller": self.controller.state_dict() if self.controller is not None else None,
             "early_stopping": self.stopper.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
@@ -171,7 +172,7 @@ class Trainer:
         self._window = _Window()
         status, message = "completed", ""
         self._bar = reporting.progress_bar(self.total_steps, self.step,
-                                           enabled=self.ctx.is_main and self.config.progress)
+                                           enabled=self.ctx.is_main and self.config.run.progress)
         self.ddp.train()
         try:
             while self.step < self.total_steps:
@@ -179,7 +180,7 @@ class Trainer:
                 if stop:
                     status = "early_stopped"
                     message = (f"early stop at step {self.step}: {self.stopper.monitor} did not improve for "
-                               f"{self.config.patience} evaluations (best {self.stopper.best:.4f} at step "
+                               f"{self.config.run.patience} evaluations (best {self.stopper.best:.4f} at step "
                                f"{self.stopper.best_step})")
                     break
         except TrainingDiverged as err:
@@ -187,7 +188,7 @@ class Trainer:
             self._finish("diverged", str(err), final_metrics=None)
             raise
         self._bar.close()
-        final = self.evaluate(self.config.final_eval_batches)
+        final = self.evaluate(self.config.run.final_eval_batches)
         self._log({"type": "final", "step": self.step, **final})
         if self.run_dir is not None:
             self.model.save_pretrained(self.run_dir)  # type: ignore[attr-defined]
@@ -195,7 +196,7 @@ class Trainer:
 
     def _train_step(self) -> bool:
         """One optimizer step, then logging / evaluation / checkpoint as due; True = stop early."""
-        cfg, step = self.config, self.step
+        cfg, step = self.config.run, self.step
         lr = self.lr_at(step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -241,18 +242,18 @@ class Trainer:
         self._bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tps:,.0f}", refresh=False)
 
     def _backward_and_step(self, loss: torch.Tensor, step: int) -> float:
-        cfg = self.config
+        clip = self.config.optim.grad_clip if self.config.optim.grad_clip > 0 else float("inf")
         self.optimizer.zero_grad(set_to_none=True)
         params = [p for p in self.model.parameters() if p.requires_grad]
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)
-            norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+            norm = torch.nn.utils.clip_grad_norm_(params, clip)
             self.scaler.step(self.optimizer)  # skips the step itself when the scaled gradients overflowed
             self.scaler.update()
             return float(norm)
         loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+        norm = torch.nn.utils.clip_grad_norm_(params, clip)
         if not torch.isfinite(norm):
             self._diverged(step, f"the gradient norm is {float(norm)}")
         try:
@@ -326,8 +327,7 @@ class Trainer:
             extra={**self.info, "ranks_in_sync": params_in_sync(self.model, self.ctx)})
         if self.run_dir is not None:
             reporting.write_summary(self.run_dir / SUMMARY, summary)
-            reporting.plot_losses(self.history, self.run_dir / PLOT, title=f"{self.config.task} {self.config.dataset} "
-                                  f"[{self.config.layers}]")
+            reporting.plot_losses(self.history, self.run_dir / PLOT, title=self.config.name)
         return summary
 
 

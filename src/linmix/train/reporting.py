@@ -91,8 +91,8 @@ def build_summary(*, config: Any, status: str, message: str, steps_done: int, to
                   lr_scale: float | None, extra: dict[str, Any]) -> dict[str, Any]:
     """The ``summary.json`` dict of a run."""
     return {
-        "status": status, "message": message, "task": config.task, "dataset": config.dataset,
-        "layers": config.layers, "seed": config.seed, "config": config.to_dict(),
+        "status": status, "message": message, "task": config.task, "dataset": config.data.dataset,
+        "layers": config.model.layers, "seed": config.run.seed, "config": config.to_dict(),
         "steps_done": steps_done, "total_steps": total_steps, "epochs_done": steps_done / steps_per_epoch,
         "parameters": parameters, "wall_time_s": wall_time_s, "tokens_seen": tokens_seen,
         "tokens_per_s": tokens_seen / wall_time_s if wall_time_s > 0 else None,

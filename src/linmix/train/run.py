@@ -2,11 +2,13 @@
 
 Library entry points (the CLI and ``linmix compare`` call these)::
 
-    from linmix.train import TrainConfig, run_training, train_lm
-    summary = run_training(TrainConfig(task="lm", dataset="tinyshakespeare", layers="attention*4",
-                                       steps=500, out="runs/attn"))
+    from linmix import TrainConfig
+    from linmix.config import train_config
+    from linmix.train import run_training, train_lm
+    summary = run_training(train_config("lm", dataset="tinyshakespeare", layers="attention*4", steps=500,
+                                        out="runs/attn"))
     summary = train_lm(layers="summation*4", steps=500, out="runs/sum")      # same, keyword style
-    summary = run_training(TrainConfig(out="runs/attn"), resume=True)       # continue a killed run
+    summary = run_training(train_config("lm", out="runs/attn"), resume=True)   # continue a killed run
 
 Under ``torchrun`` the same calls train with DistributedDataParallel (see :mod:`linmix.train.distributed`).
 """
@@ -28,10 +30,10 @@ import torch
 from linmix.data import (ClassificationBatches, MultimodalBatches, build_tokenizer, encode_corpus, load_classification,
                          load_lm_text, load_regression, load_tokenizer)
 from linmix.data.tokenizers import Tokenizer
-from linmix.models import Classifier, LanguageModel, MultimodalRegressor
+from linmix.models import build_model
 from linmix.models.pretrained import write_json_atomic
 from linmix.train.checkpoint import RUN_CONFIG, is_run_dir, latest_checkpoint, load_checkpoint
-from linmix.train.config import RESUME_MUTABLE, TrainConfig
+from linmix.config import RESUME_MUTABLE, SECTIONS, TrainConfig, train_config
 from linmix.train.distributed import (DistContext, cleanup_distributed, init_distributed, resolve_device,
                                       run_on_main)
 from linmix.train.loop import Trainer, autocast_dtype
@@ -54,7 +56,7 @@ class Prepared:
 
 def default_out(config: TrainConfig) -> str:
     """``runs/<task>-<dataset>-<YYYYmmdd-HHMMSS>``."""
-    return os.path.join("runs", f"{config.task}-{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
+    return os.path.join("runs", f"{config.task}-{config.data.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
 def check_out_dir(out: str | os.PathLike, resume: bool) -> Path:
@@ -75,30 +77,36 @@ def check_out_dir(out: str | os.PathLike, resume: bool) -> Path:
     return path
 
 
-def merge_resume_config(saved: TrainConfig, given: TrainConfig | None) -> TrainConfig:
-    """The saved config, with the fields that may change on resume (device, data_dir, progress) taken from
-    ``given``; any other field ``given`` sets to a value other than its default and the saved one is a
-    ``ValueError`` (a resumed run must compute exactly what the original would have)."""
-    if given is None:
-        return saved
-    merged = dataclasses.asdict(saved)
-    defaults = TrainConfig()
-    for f in dataclasses.fields(TrainConfig):
-        value, default = getattr(given, f.name), getattr(defaults, f.name)
-        if f.name in RESUME_MUTABLE:
-            if value != default and value is not None:
-                merged[f.name] = value
-        elif value != default and value != merged[f.name]:
-            raise ValueError(f"--resume continues the saved run, whose {f.name} is {merged[f.name]!r}; "
-                             f"got {value!r}. Drop the option or start a new run with another --out")
-    return TrainConfig(**merged)
+def given_fields(config: TrainConfig) -> dict[str, Any]:
+    """``{"optim.lr": 0.003, ...}``: the fields of ``config`` that differ from a fresh config of its task."""
+    values, defaults = config.to_dict(), TrainConfig(task=config.task).to_dict()
+    return {f"{section}.{name}": value for section in SECTIONS for name, value in values[section].items()
+            if value != defaults[section][name]}
+
+
+def merge_resume_config(saved: TrainConfig, given: TrainConfig) -> TrainConfig:
+    """The saved config with what ``given`` sets applied where it may change on resume (device, data_dir,
+    progress, out); any other field ``given`` sets to a value other than the saved one is a ``ValueError``
+    (a resumed run must compute exactly what the original would have)."""
+    saved_values = saved.to_dict()
+    allowed = {}
+    for key, value in given_fields(given).items():
+        if key in RESUME_MUTABLE:
+            allowed[key] = value
+            continue
+        section, _, name = key.partition(".")
+        current = saved_values[section][name] if name else saved_values[section]
+        if value != current:
+            raise ValueError(f"--resume continues the saved run, whose {key} is {current!r}; got {value!r}. "
+                             "Drop the option or start a new run with another --out")
+    return saved.with_overrides(allowed)
 
 
 def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
     """The :class:`TrainConfig` saved in a run directory."""
     path = Path(run_dir) / RUN_CONFIG
     try:
-        return TrainConfig.from_dict(json.loads(path.read_text()))
+        return TrainConfig.from_dict(json.loads(path.read_text()), str(path))
     except FileNotFoundError:
         raise FileNotFoundError(f"{run_dir} is not a linmix run directory (no {RUN_CONFIG})") from None
     except json.JSONDecodeError as err:
@@ -117,7 +125,8 @@ def prepare(config: TrainConfig, ctx: DistContext | None = None, tokenizer: Toke
     builders = {"lm": _prepare_lm, "classify": _prepare_classify, "multimodal": _prepare_multimodal}
     prepared = builders[config.task](config, ctx, tokenizer)
     spe = prepared.task.steps_per_epoch
-    prepared.total_steps = config.steps if config.steps is not None else max(1, math.ceil(config.epochs * spe))
+    run = config.run
+    prepared.total_steps = run.steps if run.steps is not None else max(1, math.ceil(run.epochs * spe))
     prepared.info["steps_per_epoch"] = spe
     return prepared
 
@@ -125,7 +134,7 @@ def prepare(config: TrainConfig, ctx: DistContext | None = None, tokenizer: Toke
 def _tokenizer(config: TrainConfig, texts: Any, ctx: DistContext, given: Tokenizer | None) -> Tokenizer:
     if given is not None:
         return given
-    tok = run_on_main(lambda: build_tokenizer(config.tokenizer, texts, config.vocab_size), ctx)
+    tok = run_on_main(lambda: build_tokenizer(config.data.tokenizer, texts, config.data.vocab_size), ctx)
     return _share_tokenizer(tok, ctx)
 
 
@@ -162,46 +171,48 @@ def _broadcast(value: Any, ctx: DistContext) -> Any:
 
 
 def _init_seed(config: TrainConfig) -> None:
-    torch.manual_seed(config.seed)
-    np.random.seed(config.seed % (2**32))
+    seed = config.run.seed
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
     import random
 
-    random.seed(config.seed)
+    random.seed(seed)
+
+
+def _model(config: TrainConfig, **data_fields: Any) -> torch.nn.Module:
+    """A freshly initialised model from ``config.model`` with the fields only the data knows filled in."""
+    _init_seed(config)
+    return build_model(dataclasses.replace(config.model, **data_fields))
 
 
 def _prepare_lm(config: TrainConfig, ctx: DistContext, given: Tokenizer | None) -> Prepared:
-    train_text = load_lm_text(config.dataset, "train", config.data_dir, seed=config.seed)
-    val_text = load_lm_text(config.dataset, "valid", config.data_dir, seed=config.seed)
+    data, seed = config.data, config.run.seed
+    train_text = load_lm_text(data.dataset, "train", data.data_dir, seed=seed)
+    val_text = load_lm_text(data.dataset, "valid", data.data_dir, seed=seed)
     tok = _tokenizer(config, train_text, ctx, given)
     train_ids, val_ids = encode_corpus(tok, train_text), encode_corpus(tok, val_text)
-    task = LMTask(train_ids, val_ids, config.max_len, config.batch_size, config.seed, ctx.rank, ctx.world_size)
-    _init_seed(config)
-    model = LanguageModel(tok.vocab_size, d_model=config.d_model, layers=config.layers, max_len=config.max_len,
-                          n_heads=config.n_heads, positional=config.positional, norm=config.norm,
-                          ffn_mult=config.ffn_mult, dropout=config.dropout)
+    task = LMTask(train_ids, val_ids, config.model.max_len, data.batch_size, seed, ctx.rank, ctx.world_size)
+    model = _model(config, vocab_size=tok.vocab_size)
     info = {"train_tokens": len(train_ids), "val_tokens": len(val_ids), "vocab_size": tok.vocab_size}
     return Prepared(config, tok, task, model, info)
 
 
 def _text_batches(cls: type, columns: tuple, tok: Tokenizer, config: TrainConfig, ctx: DistContext,
                   train: bool) -> Any:
-    return cls(*columns, tok, batch_size=config.batch_size, max_len=config.max_len,
-               shuffle=True, seed=config.seed, rank=ctx.rank, world_size=ctx.world_size,
+    return cls(*columns, tok, batch_size=config.data.batch_size, max_len=config.model.max_len,
+               shuffle=True, seed=config.run.seed, rank=ctx.rank, world_size=ctx.world_size,
                drop_last=train, mode="pad" if train else "uneven")
 
 
 def _prepare_classify(config: TrainConfig, ctx: DistContext, given: Tokenizer | None) -> Prepared:
-    train = load_classification(config.dataset, "train", config.data_dir, seed=config.seed)
-    val = load_classification(config.dataset, "valid", config.data_dir, seed=config.seed)
+    data, seed = config.data, config.run.seed
+    train = load_classification(data.dataset, "train", data.data_dir, seed=seed)
+    val = load_classification(data.dataset, "valid", data.data_dir, seed=seed)
     tok = _tokenizer(config, train.texts, ctx, given)
     train_b = _text_batches(ClassificationBatches, (train.texts, train.labels), tok, config, ctx, True)
     val_b = _text_batches(ClassificationBatches, (val.texts, val.labels), tok, config, ctx, False)
     task = ClassifyTask(train_b, val_b)
-    _init_seed(config)
-    model = Classifier(tok.vocab_size, train.num_classes, d_model=config.d_model, layers=config.layers,
-                       max_len=config.max_len, n_heads=config.n_heads, pooling=config.pooling, arch=config.arch,
-                       positional=config.positional, norm=config.norm, ffn_mult=config.ffn_mult,
-                       dropout=config.dropout)
+    model = _model(config, vocab_size=tok.vocab_size, num_classes=train.num_classes)
     info = {"train_examples": len(train), "val_examples": len(val), "num_classes": train.num_classes,
             "label_names": train.label_names, "vocab_size": tok.vocab_size,
             "truncated_train_texts": train_b.num_truncated}
@@ -226,8 +237,9 @@ def standardize(numeric: np.ndarray, stats: dict[str, Any]) -> np.ndarray:
 
 
 def _prepare_multimodal(config: TrainConfig, ctx: DistContext, given: Tokenizer | None) -> Prepared:
-    train = load_regression(config.dataset, "train", config.data_dir, target=config.target, seed=config.seed)
-    val = load_regression(config.dataset, "valid", config.data_dir, target=config.target, seed=config.seed)
+    data, seed = config.data, config.run.seed
+    train = load_regression(data.dataset, "train", data.data_dir, target=data.target, seed=seed)
+    val = load_regression(data.dataset, "valid", data.data_dir, target=data.target, seed=seed)
     stats = numeric_statistics(train.numeric, train.targets)
     stats.update(numeric_fields=train.numeric_fields, target=train.target_field)
     tok = _tokenizer(config, train.texts, ctx, given)
@@ -236,12 +248,7 @@ def _prepare_multimodal(config: TrainConfig, ctx: DistContext, given: Tokenizer 
     train_b = _text_batches(MultimodalBatches, cols_t, tok, config, ctx, True)
     val_b = _text_batches(MultimodalBatches, cols_v, tok, config, ctx, False)
     task = RegressionTask(train_b, val_b, stats["target_mean"], stats["target_std"])
-    _init_seed(config)
-    model = MultimodalRegressor(tok.vocab_size, len(train.numeric_fields), d_model=config.d_model,
-                                layers=config.layers, fusion=config.fusion, max_len=config.max_len,
-                                n_heads=config.n_heads, pooling=config.pooling, arch=config.arch,
-                                positional=config.positional,
-                                norm=config.norm, ffn_mult=config.ffn_mult, dropout=config.dropout)
+    model = _model(config, vocab_size=tok.vocab_size, n_numeric=len(train.numeric_fields))
     info = {"train_examples": len(train), "val_examples": len(val), "numeric_stats": stats,
             "vocab_size": tok.vocab_size}
     return Prepared(config, tok, task, model, info)
@@ -254,23 +261,22 @@ def build_trainer(config: TrainConfig, *, resume: bool = False, ctx: DistContext
                   device: torch.device | None = None) -> Trainer:
     """Validate, load data, build the model and set up the run directory; returns a ready :class:`Trainer`.
 
-    ``resume=True`` continues the run in ``config.out`` from its latest checkpoint (the saved config is
-    authoritative; see :func:`merge_resume_config`). Nothing is written before every check passed.
+    ``resume=True`` continues the run in ``config.run.out`` from its latest checkpoint: the saved config is
+    authoritative, and what ``config`` sets may change only what does not change the result (see
+    :func:`merge_resume_config`). Nothing is written before every check passed.
     """
-    if config.task not in ("lm", "classify", "multimodal"):
-        raise ValueError(f"unknown task {config.task!r}; use lm, classify or multimodal")
     ctx = ctx or DistContext()
     if resume:
-        if not config.out:
+        if not config.run.out:
             raise ValueError("--resume needs --out pointing at the run directory to continue")
-        check_out_dir(config.out, resume=True)
-        config = merge_resume_config(load_run_config(config.out), config)
+        check_out_dir(config.run.out, resume=True)
+        config = merge_resume_config(load_run_config(config.run.out), config)
     cfg = config.resolved()
-    if not cfg.out:
-        cfg = dataclasses.replace(cfg, out=_broadcast(default_out(cfg), ctx))  # rank 0's timestamp everywhere
-    out = check_out_dir(cfg.out, resume)
-    device = device or resolve_device(cfg.device, ctx.local_rank)
-    autocast_dtype(cfg.amp, device)  # fp16 without CUDA etc.: fail before anything is loaded or written
+    if not cfg.run.out:
+        cfg.run.out = _broadcast(default_out(cfg), ctx)  # rank 0's timestamp everywhere
+    out = check_out_dir(cfg.run.out, resume)
+    device = device or resolve_device(cfg.run.device, ctx.local_rank)
+    autocast_dtype(cfg.run.amp, device)  # fp16 without CUDA etc.: fail before anything is loaded or written
     tokenizer = load_tokenizer(out) if resume else None
     prepared = prepare(cfg, ctx, tokenizer)
     checkpoint = None
@@ -294,8 +300,8 @@ def build_trainer(config: TrainConfig, *, resume: bool = False, ctx: DistContext
 
 def run_training(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
     """Train as ``config`` says (joining a ``torchrun`` process group when launched by one); returns the
-    summary dict that is also written to ``<out>/summary.json``."""
-    device = resolve_device(config.device if config.device else "auto", int(os.environ.get("LOCAL_RANK", "0")))
+    summary dict that is also written to ``<out>/summary.json``. See :func:`build_trainer` for ``resume``."""
+    device = resolve_device(config.run.device or "auto", int(os.environ.get("LOCAL_RANK", "0")))
     ctx = init_distributed(device)
     try:
         trainer = build_trainer(config, resume=resume, ctx=ctx, device=device)
@@ -305,15 +311,15 @@ def run_training(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]
 
 
 def train_lm(*, resume: bool = False, **options: Any) -> dict[str, Any]:
-    """``run_training(TrainConfig(task="lm", **options))``."""
-    return run_training(TrainConfig(task="lm", **options), resume=resume)
+    """``run_training(train_config("lm", **options))``: bare field names, e.g. ``layers=``, ``lr=``."""
+    return run_training(train_config("lm", **options), resume=resume)
 
 
 def train_classifier(*, resume: bool = False, **options: Any) -> dict[str, Any]:
-    """``run_training(TrainConfig(task="classify", **options))``."""
-    return run_training(TrainConfig(task="classify", **options), resume=resume)
+    """``run_training(train_config("classify", **options))``."""
+    return run_training(train_config("classify", **options), resume=resume)
 
 
 def train_multimodal(*, resume: bool = False, **options: Any) -> dict[str, Any]:
-    """``run_training(TrainConfig(task="multimodal", **options))``."""
-    return run_training(TrainConfig(task="multimodal", **options), resume=resume)
+    """``run_training(train_config("multimodal", **options))``."""
+    return run_training(train_config("multimodal", **options), resume=resume)

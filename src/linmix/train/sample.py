@@ -50,9 +50,9 @@ def load_lm(path: str | os.PathLike, device: str | torch.device = "cpu") -> tupl
         raise ValueError(f"{model_dir} holds a {kind}, not a LanguageModel; only language models can sample text")
     tokenizer = load_tokenizer(find_tokenizer_dir(model_dir))
     model = load_pretrained(model_dir, map_location=str(device))
-    if tokenizer.vocab_size > model.config["vocab_size"]:
+    if tokenizer.vocab_size > model.config.vocab_size:
         raise ValueError(f"the tokenizer in {model_dir} has {tokenizer.vocab_size} ids but the model only "
-                         f"{model.config['vocab_size']}; they do not belong together")
+                         f"{model.config.vocab_size}; they do not belong together")
     return model.eval(), tokenizer
 
 

@@ -16,13 +16,15 @@ materialised (see :class:`_CausalFFTConv`), and the layout change ``[B, T, D] <-
 copies the zero padding and the gradient gather make anyway; the forward output in ``[B, T, D]`` layout is a
 transposed view that the output projection's matmul reads directly (:func:`causal_fft_conv_btd`). Long
 sequences run in channel groups (:func:`channel_groups`) so no buffer crosses glibc's 32 MiB mmap threshold.
-:func:`causal_fft_conv_autograd` is the previous plain composition, :func:`causal_conv_reference` the
-explicit Toeplitz product the tests compare against. :func:`circular_filter_btd` is the bidirectional
-spectral mixer's ``irfft(H rfft(x))`` with the same treatment.
+:func:`circular_filter_btd` is the bidirectional spectral mixer's ``irfft(H rfft(x))`` with the same
+treatment. The explicit ``[T, T]`` products the tests compare both against are in :mod:`.naive`. Everything
+is computed in :func:`linmix.ops.dtypes.accumulation_dtype` of the input and cast back.
 """
 from __future__ import annotations
 
 import torch
+
+from linmix.ops.dtypes import accumulation_dtype
 
 
 def _fft_len(T: int) -> int:
@@ -31,10 +33,6 @@ def _fft_len(T: int) -> int:
     while n < 2 * T:
         n *= 2
     return n
-
-
-def _work(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 #: spectrum bytes per channel group: keeps every FFT buffer below glibc's 32 MiB mmap threshold, so long
@@ -62,7 +60,7 @@ class _CausalFFTConv(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, kernel: torch.Tensor, btd: bool) -> torch.Tensor:  # noqa: D401
         T = x.shape[1] if btd else x.shape[-1]
         n = _fft_len(T)
-        work = _work(x.dtype)
+        work = accumulation_dtype(x.dtype)
         xt = x.transpose(1, 2) if btd else x  # [B, D, T]
         B, D = xt.shape[0], xt.shape[1]
         groups = channel_groups(B, D, n, torch.finfo(work).bits // 8)
@@ -153,17 +151,6 @@ def causal_fft_conv_btd(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return _CausalFFTConv.apply(x, kernel, True)
 
 
-def causal_fft_conv_autograd(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """The plain composition (rfft, multiply, irfft, slice) differentiated by autograd: the previous fast path."""
-    T = x.shape[-1]
-    _check(x, kernel, T)
-    n = _fft_len(T)
-    work = _work(x.dtype)
-    xf = torch.fft.rfft(x.to(work), n=n)
-    kf = torch.fft.rfft(kernel.to(work), n=n)
-    return torch.fft.irfft(xf * kf, n=n)[..., :T].to(x.dtype)
-
-
 class _CircularFilter(torch.autograd.Function):
     """``y = irfft(H rfft(x, ortho), n=T, ortho)`` over T of ``x: [B, T, D]``; ``H = h_re + i h_im: [D, T//2+1]``.
 
@@ -174,7 +161,7 @@ class _CircularFilter(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, h_re: torch.Tensor, h_im: torch.Tensor) -> torch.Tensor:  # noqa: D401
         T = x.shape[1]
-        work = _work(x.dtype)
+        work = accumulation_dtype(x.dtype)
         xt = x.transpose(1, 2).to(work).contiguous()  # FFT over the contiguous last axis
         xf = torch.fft.rfft(xt, norm="ortho")
         del xt
@@ -215,13 +202,3 @@ def circular_filter_btd(x: torch.Tensor, h_re: torch.Tensor, h_im: torch.Tensor)
     if h_re.shape != (x.shape[2], n) or h_im.shape != h_re.shape:
         raise ValueError(f"filter must have shape [D, T//2+1] = {[x.shape[2], n]}, got {list(h_re.shape)}")
     return _CircularFilter.apply(x, h_re, h_im)
-
-
-def causal_conv_reference(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """The same convolution as an explicit [T, T] Toeplitz product (slow, obviously correct)."""
-    T = x.shape[-1]
-    t = torch.arange(T)
-    lag = t[:, None] - t[None, :]  # [t_out, t_in]
-    valid = lag >= 0
-    toeplitz = kernel[:, lag.clamp(min=0)] * valid  # [D, T_out, T_in]
-    return torch.einsum("dij,bdj->bdi", toeplitz, x)

@@ -20,16 +20,16 @@ Precision: matmuls run in ``mm_dtype`` (the autocast dtype under autocast, else 
 accumulated in float32 (float64 for float64) and normalised there before the cast for ``W_o``. Gradients are
 returned in each input's own dtype.
 
-The plain composition (``features -> prefix_sum -> finish``) stays in :mod:`linmix.mixers.summation`
-(``mix_composed``) as the reference; the tests hold the two equal in float64, forward and every gradient.
+The composed formula, with an explicit ``[T, T]`` sum, is :func:`linmix.ops.sum_mix.naive.sum_mix_reference`;
+the tests hold the two equal in float64, forward and every gradient.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from linmix.ops import gemm
-from linmix.ops.prefix_sum import scan_, work_dtype
+from linmix.ops.dtypes import accumulation_dtype
+from linmix.ops.prefix_sum.scan import scan_
 
 
 def _grad_weight(g: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
@@ -56,14 +56,14 @@ class SumMix(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, pos, count, w_out, pos_bias, activation, causal, mm_dtype, *weights):  # noqa: D401
         T = x.shape[1]
-        work = work_dtype(mm_dtype)
+        work = accumulation_dtype(mm_dtype)
         u = modulate(x, pos[:T], pos_bias) if pos is not None else x
         h = u.to(mm_dtype)
         del u
         inputs = []
         for w in weights:
             inputs.append(h)
-            h = gemm.linear(h, w.to(mm_dtype))
+            h = F.linear(h, w.to(mm_dtype))
             if activation:
                 h.relu_()
         last, alive, s_small = None, None, None
@@ -72,7 +72,7 @@ class SumMix(torch.autograd.Function):
                 # W_o commutes with the scan and the per-row division: y = scan(h W_o^T) / c. The scan then
                 # runs in place on the fresh matmul output and h survives intact for backward.
                 last = h
-                z = gemm.linear(h, w_out.to(mm_dtype))
+                z = F.linear(h, w_out.to(mm_dtype))
                 s = z if z.dtype == work else z.to(work)
             else:
                 owned = len(weights) > 0 or pos is not None
@@ -110,7 +110,7 @@ class SumMix(torch.autograd.Function):
         saved = ctx.saved_tensors
         x, pos, count, w_out, last, alive, s_small = saved[:7]
         weights, inputs = saved[7:7 + n], saved[7 + n:]
-        work = work_dtype(mm_dtype)
+        work = accumulation_dtype(mm_dtype)
         need_x, need_pos = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         g_out = None
         spares = []  # activation-sized buffers that are free again (reused for dL/dP and P + pos_bias)
@@ -124,7 +124,7 @@ class SumMix(torch.autograd.Function):
             if w_out is not None:
                 if ctx.needs_input_grad[3]:
                     g_out = _grad_weight(r, last).to(w_out.dtype)
-                gh = gemm.matmul(r, w_out.to(mm_dtype))
+                gh = r.matmul(w_out.to(mm_dtype))
                 spares.append(r)
             else:
                 gh = r
@@ -152,7 +152,7 @@ class SumMix(torch.autograd.Function):
             if ctx.needs_input_grad[8 + i]:
                 g_weights[i] = _grad_weight(gh, inputs[i]).to(weights[i].dtype)
             if i > 0 or need_x or need_pos:
-                nxt = gemm.matmul(gh, weights[i].to(mm_dtype))
+                nxt = gh.matmul(weights[i].to(mm_dtype))
                 if gh.stride(1) != 0:
                     spares.append(gh)
                 gh = nxt

@@ -1,20 +1,16 @@
 """Causal prefix sum over the time axis, fast on CPU and exact in low precision.
 
 ``torch.cumsum`` over dim 1 of a ``[B, T, D]`` tensor walks T serially with a stride of D; on a CPU it is
-several times slower than the matmuls around it. Two faster forms live here:
-
-* :func:`scan_` (the fast path, in place): T is cut into ``n`` chunks of ``C ~ sqrt(T)/4`` rows; one
-  reduction gives the chunk totals, a cumsum over those (``[B, n, D]``, small) each chunk's carry, and
-  ``C`` vectorised row additions, each over *all* chunks at once (row ``i`` of every chunk += row ``i - 1``),
-  finish the job. About ``C + 4`` kernel calls, no temporary of the input's size, two reads and one write
-  per element. On CUDA it is ``torch.cumsum`` (a native parallel scan).
-* :func:`_blockwise`: within-chunk sums as a batched matmul with a ``[C, C]`` triangular matrix plus carried
-  chunk totals (the previous fast path, kept as a second implementation for comparisons).
+several times slower than the matmuls around it. :func:`scan_` is the fast form, in place: T is cut into
+``n`` chunks of ``C ~ sqrt(T)/4`` rows; one reduction gives the chunk totals, a cumsum over those
+(``[B, n, D]``, small) each chunk's carry, and ``C`` vectorised row additions, each over *all* chunks at once
+(row ``i`` of every chunk += row ``i - 1``), finish the job. About ``C + 4`` kernel calls, no temporary of the
+input's size, two reads and one write per element. On CUDA it is ``torch.cumsum`` (a native parallel scan).
 
 :func:`prefix_sum` wraps :func:`scan_` in a custom autograd function that saves nothing for backward: the
 gradient of a prefix sum is the reverse (suffix) sum of the incoming gradient, computed by the same kernel.
-Low precision input (bf16/fp16) is accumulated in float32 and cast back, so sums over 16k tokens keep their
-digits. :func:`prefix_sum_reference` is the obvious float64 loop the tests compare against.
+Low precision input (bf16/fp16) is accumulated in float32 (:func:`linmix.ops.dtypes.accumulation_dtype`) and
+cast back, so sums over 16k tokens keep their digits. The reference is :mod:`linmix.ops.prefix_sum.naive`.
 """
 from __future__ import annotations
 
@@ -22,24 +18,9 @@ import math
 
 import torch
 
-CHUNK = 64
+from linmix.ops.dtypes import accumulation_dtype
+
 SMALL = 64  # up to this length one [T, T] triangular matmul is the cheapest scan
-
-
-def prefix_sum_reference(x: torch.Tensor, reverse: bool = False) -> torch.Tensor:
-    """Obvious float64 loop: ``y[:, t] = sum(x[:, :t+1])`` (``sum(x[:, t:])`` when ``reverse``)."""
-    out = torch.empty_like(x, dtype=torch.float64)
-    acc = torch.zeros_like(x[:, 0], dtype=torch.float64)
-    order = range(x.shape[1] - 1, -1, -1) if reverse else range(x.shape[1])
-    for t in order:
-        acc = acc + x[:, t].double()
-        out[:, t] = acc
-    return out.to(x.dtype)
-
-
-def work_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Sums run in at least float32 (float64 stays float64)."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def _triangle(c: int, reverse: bool, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -97,36 +78,9 @@ def scan_(x: torch.Tensor, reverse: bool = False, chunk: int | None = None) -> t
 
 def _fast(x: torch.Tensor, reverse: bool) -> torch.Tensor:
     """Out-of-place scan in the working precision, cast back to ``x.dtype``."""
-    work = work_dtype(x.dtype)
+    work = accumulation_dtype(x.dtype)
     buf = x.to(work, copy=True).contiguous()
     return scan_(buf, reverse).to(x.dtype)
-
-
-def _blockwise(x: torch.Tensor, reverse: bool, chunk: int = CHUNK) -> torch.Tensor:
-    """Prefix (or suffix) sum over dim 1 of ``[B, T, D]`` via chunked triangular matmuls."""
-    B, T, D = x.shape
-    work = work_dtype(x.dtype)
-    xw = x.to(work)
-    if T <= chunk:
-        tri = _triangle(T, reverse, work, x.device)
-        return torch.matmul(tri, xw).to(x.dtype)
-    n = -(-T // chunk)
-    pad = n * chunk - T
-    if pad:
-        # Padding at the end is harmless for a prefix sum; for a suffix sum it must go at the start.
-        zeros = xw.new_zeros(B, pad, D)
-        xw = torch.cat([zeros, xw], 1) if reverse else torch.cat([xw, zeros], 1)
-    blocks = xw.view(B, n, chunk, D)
-    within = torch.matmul(_triangle(chunk, reverse, work, x.device), blocks)
-    if reverse:
-        totals = within[:, :, 0]
-        carry = totals.flip(1).cumsum(1).flip(1) - totals
-    else:
-        totals = within[:, :, -1]
-        carry = totals.cumsum(1) - totals
-    out = (within + carry.unsqueeze(2)).view(B, n * chunk, D)
-    out = out[:, pad:] if (pad and reverse) else out[:, :T]
-    return out.to(x.dtype)
 
 
 class _PrefixSum(torch.autograd.Function):

@@ -1,0 +1,6 @@
+"""Causal FFT long convolution and circular spectral filter (:mod:`.fft`); ``[T, T]`` references (:mod:`.naive`)."""
+from linmix.ops.fftconv.fft import causal_fft_conv, causal_fft_conv_btd, channel_groups, circular_filter_btd
+from linmix.ops.fftconv.naive import causal_conv_reference, circular_filter_reference
+
+__all__ = ["causal_fft_conv", "causal_fft_conv_btd", "channel_groups", "circular_filter_btd",
+           "causal_conv_reference", "circular_filter_reference"]
