@@ -1,26 +1,25 @@
 """One tree of dataclasses for everything linmix builds or runs.
 
-::
-
-    ModelConfig                         what a model is (saved as a model's config.json)
-    TrainConfig = task + ModelConfig    a training run (saved as a run's train_config.json)
-                       + DataConfig
-                       + OptimConfig
-                       + RunConfig
-    CompareConfig = a base TrainConfig  several candidates trained under one budget
-                    + candidates, seeds, LR grid, budget
-
-Fields whose default depends on the task (the LM block size, the classifier's tokenizer, ...) are ``None``
-in the dataclass and take the value in :data:`TASK_DEFAULTS` when the config is resolved; every other
-default is the dataclass field's own. So each default lives in exactly one place, and the command line only
-maps flags onto these fields (see :mod:`linmix.config_io` for files and ``--section.field`` overrides).
+``ModelConfig`` is what a model is (its config.json). ``TrainConfig`` = ``task`` + ``model`` + ``data`` +
+``optim`` + ``run`` sections is a training run (its train_config.json). ``CompareConfig`` = a base
+``TrainConfig`` + candidates, seeds, LR grid and budget is a comparison. A field whose default depends on the
+task is ``None`` here and resolves from :mod:`linmix.defaults`; every other default is its field's own, so
+each default lives in one place. The command line only maps flags onto these fields (:mod:`linmix.config_io`).
 """
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Any
+
+from linmix.checks import check_choice as _choice
+from linmix.checks import check_int_at_least, check_range
+from linmix.checks import check_positive as _positive
+from linmix.checks import is_finite as _finite
+from linmix.defaults import COMPARE_DEFAULTS, MODEL_DEFAULTS, RESUME_MUTABLE, TASK_DEFAULTS
+
+__all__ = ["COMPARE_DEFAULTS", "MODEL_DEFAULTS", "RESUME_MUTABLE", "TASK_DEFAULTS", "CompareConfig", "DataConfig",
+           "ModelConfig", "OptimConfig", "RunConfig", "TrainConfig", "compare_config", "train_config"]
 
 TASKS = ("lm", "classify", "multimodal")
 HEADS = TASKS
@@ -34,46 +33,6 @@ NORMS = ("pre", "post")
 ARCHS = ("block", "bare")
 POOLINGS = ("mean", "sum", "cls")
 FUSIONS = ("add", "concat")
-
-#: what a model built without a training preset defaults to (the Python API's defaults)
-MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "lm": dict(layers="summation*3,attention", max_len=1024, d_model=256),
-    "classify": dict(layers="summation", max_len=512, d_model=256),
-    "multimodal": dict(layers="summation", max_len=512, d_model=256),
-}
-
-#: the training presets of ``linmix train TASK``: CPU-sized runs, per section
-TASK_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
-    "lm": {
-        "model": dict(layers="summation*3,attention", d_model=128, max_len=128),
-        "data": dict(dataset="tinyshakespeare", tokenizer="char", batch_size=32),
-        "optim": dict(lr=3e-3, warmup=100),
-        "run": dict(steps=1500, eval_every=250, eval_batches=20, patience=0),
-    },
-    "classify": {
-        "model": dict(layers="summation*2", d_model=128, max_len=256),
-        "data": dict(dataset="ag_news", tokenizer="word", vocab_size=10_000, batch_size=32),
-        "optim": dict(lr=1e-3, warmup=100),
-        "run": dict(epochs=2, eval_every=200, eval_batches=40, patience=5),
-    },
-    "multimodal": {
-        "model": dict(layers="summation*2", d_model=128, max_len=128),
-        "data": dict(dataset="clothing_reviews", tokenizer="word", vocab_size=10_000, batch_size=32),
-        "optim": dict(lr=1e-3, warmup=100),
-        "run": dict(epochs=3, eval_every=200, eval_batches=40, patience=5),
-    },
-}
-
-#: what ``linmix compare TASK`` changes in the training preset: the README's ~10-minute main job for LMs
-COMPARE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "lm": {"candidates": ["attention*4", "summation*4", "summation*3,attention"],
-           "overrides": {"run.steps": 600, "run.eval_every": 100, "run.patience": 0}},
-    "classify": {"candidates": ["attention", "summation", "summation,attention"],
-                 "overrides": {"run.patience": 0}},
-}
-
-#: run fields that may differ from the saved config on ``--resume`` (they do not change the result)
-RESUME_MUTABLE = ("run.device", "data.data_dir", "run.progress", "run.out")
 
 
 def _help(text: str) -> dict[str, str]:
@@ -126,10 +85,8 @@ class ModelConfig:
     def validate(self) -> None:
         """``ValueError`` naming the first nonsensical value (the config must be resolved)."""
         _positive(d_model=self.d_model, n_heads=self.n_heads, max_len=self.max_len, vocab_size=self.vocab_size)
-        if not isinstance(self.ffn_mult, int) or isinstance(self.ffn_mult, bool) or self.ffn_mult < 0:
-            raise ValueError(f"ffn_mult must be a non-negative integer, got {self.ffn_mult!r}")
-        if not (_finite(self.dropout) and 0 <= self.dropout < 1):
-            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout!r}")
+        check_int_at_least("ffn_mult", self.ffn_mult, 0)
+        check_range("dropout", self.dropout, 0, 1, high_open=True)
         for name, allowed in (("positional", POSITIONAL), ("norm", NORMS), ("arch", ARCHS),
                               ("pooling", POOLINGS), ("fusion", FUSIONS)):
             _choice(name, getattr(self, name), allowed)
@@ -178,18 +135,12 @@ class OptimConfig:
     def validate(self) -> None:
         if not (_finite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        if not isinstance(self.warmup, int) or isinstance(self.warmup, bool) or self.warmup < 0:
-            raise ValueError(f"warmup must be a non-negative integer, got {self.warmup!r}")
-        if not (_finite(self.min_lr_ratio) and 0 <= self.min_lr_ratio <= 1):
-            raise ValueError(f"min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio!r}")
-        if not (_finite(self.weight_decay) and self.weight_decay >= 0):
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        for name in ("beta1", "beta2"):
-            beta = getattr(self, name)
-            if not (_finite(beta) and 0 <= beta < 1):
-                raise ValueError(f"{name} must lie in [0, 1), got {beta!r}")
-        if not (_finite(self.grad_clip) and self.grad_clip >= 0):
-            raise ValueError(f"grad_clip must be >= 0 (0 = off), got {self.grad_clip!r}")
+        check_int_at_least("warmup", self.warmup, 0)
+        check_range("min_lr_ratio", self.min_lr_ratio, 0, 1)
+        check_range("weight_decay", self.weight_decay, 0)
+        check_range("beta1", self.beta1, 0, 1, high_open=True)
+        check_range("beta2", self.beta2, 0, 1, high_open=True)
+        check_range("grad_clip", self.grad_clip, 0, note="0 = off")
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("lr_controller", self.lr_controller, CONTROLLERS)
 
@@ -220,15 +171,12 @@ class RunConfig:
                   eval_batches=self.eval_batches, final_eval_batches=self.final_eval_batches)
         if self.steps is not None and self.epochs is not None:
             raise ValueError("give either steps or epochs, not both")
-        if self.steps is not None and (not isinstance(self.steps, int) or isinstance(self.steps, bool)
-                                       or self.steps < 1):
-            raise ValueError(f"steps must be a positive integer, got {self.steps!r}")
+        if self.steps is not None:
+            check_int_at_least("steps", self.steps, 1)
         if self.epochs is not None and not (_finite(self.epochs) and self.epochs > 0):
             raise ValueError(f"epochs must be a positive number, got {self.epochs!r}")
-        if not isinstance(self.patience, int) or isinstance(self.patience, bool) or self.patience < 0:
-            raise ValueError(f"patience must be a non-negative integer (0 = no early stopping), got {self.patience!r}")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        check_int_at_least("patience", self.patience, 0, "0 = no early stopping")
+        check_int_at_least("seed", self.seed, 0)
         _choice("amp", self.amp, AMP_MODES)
         _choice("dtype", self.dtype, DTYPES)
         if self.amp != "none" and self.dtype != "float32":
@@ -400,20 +348,3 @@ def train_config(task: str = "lm", **fields: Any) -> TrainConfig:
             raise ValueError(f"unknown training option {key!r}; known: {', '.join(sorted(index))}")
         overrides[dotted] = value
     return TrainConfig(task=task).with_overrides(overrides)
-
-
-def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def _positive(**values: Any) -> None:
-    for name, value in values.items():
-        if value is None:
-            continue
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
-def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")

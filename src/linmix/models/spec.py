@@ -177,6 +177,14 @@ def format_value(value: Any) -> str:
         return "true" if value else "false"
     if value is None:
         return "none"
-    if isinstance(value, str) and parse_value(value) != value:
-        return repr(value)
+    if isinstance(value, str) and (parse_value(value) != value or value != value.strip()
+                                   or any(ch in value for ch in _SPECIAL)):
+        quote = "'" if "'" not in value else '"'
+        if quote in value:  # the grammar has no escapes
+            raise ValueError(f"cannot write {value!r} in a layer spec: it holds both kinds of quote")
+        return f"{quote}{value}{quote}"
     return str(value)
+
+
+#: characters of the grammar: a string option holding one is written quoted
+_SPECIAL = ",()'\"=*"

@@ -1,0 +1,50 @@
+"""The defaults that depend on the task: the Python API's model defaults, ``linmix train``'s CPU-sized
+presets and what ``linmix compare`` changes in them.
+
+A field whose default is the same for every task keeps it in its dataclass (:mod:`linmix.config`); a
+field whose default depends on the task is ``None`` there and takes its value from here when the config
+is resolved. Nothing else holds a default.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+#: what a model built without a training preset defaults to (the Python API's defaults)
+MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "lm": dict(layers="summation*3,attention", max_len=1024, d_model=256),
+    "classify": dict(layers="summation", max_len=512, d_model=256),
+    "multimodal": dict(layers="summation", max_len=512, d_model=256),
+}
+
+#: the training presets of ``linmix train TASK``: CPU-sized runs, per section
+TASK_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "lm": {
+        "model": dict(layers="summation*3,attention", d_model=128, max_len=128),
+        "data": dict(dataset="tinyshakespeare", tokenizer="char", batch_size=32),
+        "optim": dict(lr=3e-3, warmup=100),
+        "run": dict(steps=1500, eval_every=250, eval_batches=20, patience=0),
+    },
+    "classify": {
+        "model": dict(layers="summation*2", d_model=128, max_len=256),
+        "data": dict(dataset="ag_news", tokenizer="word", vocab_size=10_000, batch_size=32),
+        "optim": dict(lr=1e-3, warmup=100),
+        "run": dict(epochs=2, eval_every=200, eval_batches=40, patience=5),
+    },
+    "multimodal": {
+        "model": dict(layers="summation*2", d_model=128, max_len=128),
+        "data": dict(dataset="clothing_reviews", tokenizer="word", vocab_size=10_000, batch_size=32),
+        "optim": dict(lr=1e-3, warmup=100),
+        "run": dict(epochs=3, eval_every=200, eval_batches=40, patience=5),
+    },
+}
+
+#: what ``linmix compare TASK`` changes in the training preset: the README's ~10-minute main job for LMs
+COMPARE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "lm": {"candidates": ["attention*4", "summation*4", "summation*3,attention"],
+           "overrides": {"run.steps": 600, "run.eval_every": 100, "run.patience": 0}},
+    "classify": {"candidates": ["attention", "summation", "summation,attention"],
+                 "overrides": {"run.patience": 0}},
+}
+
+#: run fields that may differ from the saved config on ``--resume`` (they do not change the result)
+RESUME_MUTABLE = ("run.device", "data.data_dir", "run.progress", "run.out")
