@@ -11,7 +11,8 @@ import importlib
 import sys
 
 #: modules that add sub-commands, in the order ``linmix --help`` lists them
-COMMAND_MODULES = ("linmix.train.cli", "linmix.bench.cli", "linmix.compare.cli")
+COMMAND_MODULES = ("linmix.train.cli", "linmix.bench.cli", "linmix.compare.cli",
+                   "linmix.compare.experiments_cli")
 
 
 class UsageError(Exception):

@@ -35,8 +35,9 @@ POOLINGS = ("mean", "sum", "cls")
 FUSIONS = ("add", "concat")
 
 
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
+def _help(text: str, choices: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Field metadata the command line reads: the flag's help text and, for a closed set, its choices."""
+    return {"help": text, "choices": choices}
 
 
 # ------------------------------------------------------------------------------------------- sections
@@ -55,14 +56,14 @@ class ModelConfig:
     d_model: int | None = field(default=None, metadata=_help("model width"))
     n_heads: int = field(default=4, metadata=_help("heads of head-based mixers"))
     max_len: int | None = field(default=None, metadata=_help("LM block size / longest text in tokens"))
-    positional: str = field(default="learned", metadata=_help("positional scheme: " + ", ".join(POSITIONAL)))
-    norm: str = field(default="pre", metadata=_help("LayerNorm placement: pre or post"))
+    positional: str = field(default="learned", metadata=_help("positional scheme", POSITIONAL))
+    norm: str = field(default="pre", metadata=_help("LayerNorm placement", NORMS))
     ffn_mult: int = field(default=4, metadata=_help("feed-forward width multiplier (0 = no feed-forward)"))
     dropout: float = field(default=0.0, metadata=_help("dropout"))
     arch: str = field(default="block", metadata=_help(
-        "block: residual blocks; bare: embedding -> mixers -> pool (the summation papers' classifier)"))
-    pooling: str = field(default="mean", metadata=_help("sequence pooling: " + ", ".join(POOLINGS)))
-    fusion: str = field(default="add", metadata=_help("text/numeric fusion: add or concat"))
+        "block: residual blocks; bare: embedding -> mixers -> pool (the summation papers' classifier)", ARCHS))
+    pooling: str = field(default="mean", metadata=_help("sequence pooling", POOLINGS))
+    fusion: str = field(default="add", metadata=_help("text/numeric fusion", FUSIONS))
     tie_weights: bool = True
     causal: bool = False
     vocab_size: int | None = None
@@ -105,7 +106,7 @@ class DataConfig:
     """Where the examples come from and how they become batches."""
 
     dataset: str | None = field(default=None, metadata=_help("dataset name"))
-    tokenizer: str | None = field(default=None, metadata=_help("tokenizer: char, word or bpe"))
+    tokenizer: str | None = field(default=None, metadata=_help("tokenizer", TOKENIZERS))
     vocab_size: int | None = field(default=None, metadata=_help("vocabulary size of word / bpe tokenizers"))
     batch_size: int | None = field(default=None, metadata=_help("per-process batch; global = batch x processes"))
     target: str = field(default="Rating", metadata=_help("regression target column (multimodal)"))
@@ -123,13 +124,14 @@ class OptimConfig:
     lr: float | None = field(default=None, metadata=_help("peak learning rate"))
     min_lr_ratio: float = field(default=0.1, metadata=_help("cosine floor as a fraction of lr"))
     warmup: int | None = field(default=None, metadata=_help("linear warmup steps"))
-    schedule: str = field(default="cosine", metadata=_help("LR schedule after warmup: cosine or constant"))
+    schedule: str = field(default="cosine", metadata=_help("LR schedule after warmup", SCHEDULES))
     weight_decay: float = field(default=0.1, metadata=_help("AdamW weight decay on matrices"))
     beta1: float = field(default=0.9, metadata=_help("AdamW beta1"))
     beta2: float = field(default=0.95, metadata=_help("AdamW beta2 (nanoGPT's char Shakespeare uses 0.99)"))
     grad_clip: float = field(default=1.0, metadata=_help("clip the global gradient norm (0 = off)"))
     lr_controller: str = field(default="none", metadata=_help(
-        "'qlearning': a tabular Q-learner rescales the schedule's LR every 20 steps (linmix.train.qlearning)"))
+        "'qlearning': a tabular Q-learner rescales the schedule's LR every 20 steps (linmix.train.qlearning)",
+        CONTROLLERS))
     controller_options: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -160,8 +162,8 @@ class RunConfig:
     patience: int | None = field(default=None, metadata=_help(
         "early stopping after N evaluations without improvement (0 = off)"))
     seed: int = field(default=0, metadata=_help("seed of initialisation, data order and sampling"))
-    amp: str = field(default="none", metadata=_help("autocast: bf16 (CPU/CUDA) or fp16 + GradScaler (CUDA)"))
-    dtype: str = field(default="float32", metadata=_help("parameter dtype: float32 or float64"))
+    amp: str = field(default="none", metadata=_help("autocast: bf16 (CPU/CUDA) or fp16 + GradScaler (CUDA)", AMP_MODES))
+    dtype: str = field(default="float32", metadata=_help("parameter dtype", DTYPES))
     device: str = field(default="auto", metadata=_help("auto (CUDA if available), cpu, cuda or cuda:N"))
     out: str | None = field(default=None, metadata=_help("run directory (default runs/<task>-<dataset>-<time>)"))
     progress: bool = True

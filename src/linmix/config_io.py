@@ -55,7 +55,8 @@ def write_config_file(data: dict[str, Any], path: str | os.PathLike) -> Path:
 
 def to_toml(data: dict[str, Any], prefix: str = "") -> str:
     """A small TOML writer for config trees: scalars, lists of scalars and nested tables."""
-    scalars = [f"{key} = {_toml_value(v)}" for key, v in data.items() if not isinstance(v, dict) and v is not None]
+    scalars = [f"{_toml_key(key)} = {_toml_value(v)}" for key, v in data.items()
+               if not isinstance(v, dict) and v is not None]
     tables = [(key, v) for key, v in data.items() if isinstance(v, dict)]
     parts = ["\n".join(scalars)] if scalars else []
     for key, value in tables:
@@ -133,8 +134,14 @@ def add_config_flags(parser: argparse.ArgumentParser, task: str | None = None,
         section = dotted.split(".")[0]
         default = TASK_DEFAULTS.get(task or "", {}).get(section, {}).get(name, f.default)
         shown = "" if default in (None, dataclasses.MISSING) else f" (default {default})"
-        parser.add_argument(*flags, dest=_dest(dotted), type=value_parser(f), default=None, metavar="V",
-                            help=f.metadata["help"] + shown)
+        choices = f.metadata.get("choices")
+        parser.add_argument(*flags, dest=_dest(dotted), type=value_parser(f), default=None, choices=choices,
+                            metavar=None if choices else _metavar(f), help=f.metadata["help"] + shown)
+
+
+def _metavar(f: dataclasses.Field) -> str:
+    kind = value_parser(f)
+    return {int: "N", float: "X"}.get(kind, "TEXT")
 
 
 def _dest(dotted: str) -> str:

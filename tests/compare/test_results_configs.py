@@ -18,7 +18,7 @@ from linmix.data.tokenizers import DEFAULT_BPE_VOCAB, DEFAULT_WORD_VOCAB
 
 RESULTS = Path(__file__).resolve().parents[2] / "results" / "compare"
 CONFIGS = sorted(RESULTS.glob("*/config.toml"))
-#: the prefix of every recorded command (run_tables.sh ran the module with one thread per job)
+#: the prefix of every recorded command (the old table script ran the module with one thread per job)
 OLD_PREFIX = ["OMP_NUM_THREADS=1", "python", "-m", "linmix"]
 #: old flags without a meaning for the result, dropped (output folder, progress bars)
 DROPPED = {"--out": 1, "--quiet": 0}

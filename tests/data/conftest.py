@@ -1,9 +1,9 @@
-"""Fixtures for the data-layer tests: no network ever, a private cache, real and fake data roots."""
+"""Fixtures for the data-layer tests: no network ever, a private cache, a fake data root (the real one is
+the top-level ``data_dir`` fixture)."""
 from __future__ import annotations
 
 import gzip
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -22,15 +22,6 @@ def offline_private_cache(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pyt
     cache = tmp_path_factory.mktemp("linmix-cache")
     monkeypatch.setenv("LINMIX_CACHE", str(cache))
     return cache
-
-
-@pytest.fixture
-def real_data() -> Path:
-    """The shared data root from ``$LINMIX_DATA``; the test is skipped when it is not set."""
-    value = os.environ.get("LINMIX_DATA")
-    if not value or not Path(value).is_dir():
-        pytest.skip("LINMIX_DATA is not set to the shared data folder")
-    return Path(value)
 
 
 def _jsonl(path: Path, rows: list[dict]) -> None:

@@ -182,12 +182,30 @@ def test_from_data_on_fake_root(fake_root: Path) -> None:
     assert [b.numeric.shape[1] for b in mb] == [3, 3]
 
 
-def test_real_shakespeare_windows(real_data: Path) -> None:
-    text = load_lm_text("tinyshakespeare", "valid", real_data)
-    tok = build_tokenizer("char", load_lm_text("tinyshakespeare", "train", real_data))
+def test_real_shakespeare_windows(data_dir: Path) -> None:
+    text = load_lm_text("tinyshakespeare", "valid", data_dir)
+    tok = build_tokenizer("char", load_lm_text("tinyshakespeare", "train", data_dir))
     ids = encode_corpus(tok, text)
     assert len(ids) == 111_540
     lm = LMWindows(ids, block_size=256, seed=0)
     x, y = lm.get_batch(12)
     assert x.shape == (12, 256) and torch.equal(x[:, 1:], y[:, :-1])
     assert len(lm) == (111_540 - 1) // 256
+
+
+@pytest.mark.parametrize("module, names", [
+    ("linmix.data.batches", ["ClassificationBatch", "ClassificationBatches", "LMWindows", "MultimodalBatch",
+                             "MultimodalBatches", "encode_corpus", "resolve_rank", "shard_indices"]),
+    ("linmix.data.tokenizers", ["BPETokenizer", "CharTokenizer", "HubTokenizer", "Tokenizer", "WordTokenizer",
+                                "build_tokenizer", "hub_tokenizer", "load_tokenizer", "CONFIG_FILE", "HF_FILE"]),
+])
+def test_names_stay_importable_from_their_old_modules(module: str, names: list[str]) -> None:
+    import importlib
+
+    import linmix.data
+
+    mod = importlib.import_module(module)
+    for name in names:
+        assert hasattr(mod, name), f"{module}.{name} is gone"
+        if name in linmix.data.__all__:
+            assert getattr(mod, name) is getattr(linmix.data, name), name

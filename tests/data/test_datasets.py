@@ -16,8 +16,11 @@ def _input_txt(root: Path) -> str:
     return (root / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")
 
 
-def test_tinyshakespeare_valid_derived_from_input_when_valid_txt_missing(fake_root: Path) -> None:
+@pytest.mark.parametrize("with_train_txt", [True, False], ids=["train.txt+input.txt", "input.txt only"])
+def test_tinyshakespeare_valid_derived_from_input_when_valid_txt_missing(fake_root: Path, with_train_txt: bool) -> None:
     full = _input_txt(fake_root)
+    if not with_train_txt:
+        (fake_root / "tinyshakespeare" / "train.txt").unlink()
     train = load_lm_text("tinyshakespeare", "train", fake_root)
     valid = load_lm_text("tinyshakespeare", "valid", fake_root)
     assert not (fake_root / "tinyshakespeare" / "valid.txt").exists()
@@ -29,14 +32,6 @@ def test_tinyshakespeare_valid_derived_from_input_when_valid_txt_missing(fake_ro
 def test_tinyshakespeare_valid_txt_used_when_present(fake_root: Path) -> None:
     (fake_root / "tinyshakespeare" / "valid.txt").write_text("VALID", encoding="utf-8")
     assert load_lm_text("tinyshakespeare", "validation", fake_root) == "VALID"
-
-
-def test_tinyshakespeare_input_only(fake_root: Path) -> None:
-    full = _input_txt(fake_root)
-    (fake_root / "tinyshakespeare" / "train.txt").unlink()
-    train = load_lm_text("tinyshakespeare", "train", fake_root)
-    valid = load_lm_text("tinyshakespeare", "valid", fake_root)
-    assert train + valid == full and len(train) == int(0.9 * len(full))
 
 
 def test_wikitext2_splits_verbatim(fake_root: Path) -> None:
@@ -135,50 +130,50 @@ def test_regression_standardization(fake_root: Path) -> None:
 
 # ---------------------------------------------------------------- real shared data (skipped without LINMIX_DATA)
 
-def test_real_tinyshakespeare(real_data: Path) -> None:
-    train = load_lm_text("tinyshakespeare", "train", real_data)
-    valid = load_lm_text("tinyshakespeare", "valid", real_data)
+def test_real_tinyshakespeare(data_dir: Path) -> None:
+    train = load_lm_text("tinyshakespeare", "train", data_dir)
+    valid = load_lm_text("tinyshakespeare", "valid", data_dir)
     assert (len(train), len(valid)) == (1_003_854, 111_540)
     assert train.startswith("First Citizen:") and len(set(train)) == 65
 
 
-def test_real_wikitext2_valid(real_data: Path) -> None:
-    valid = load_lm_text("wikitext2", "valid", real_data)
+def test_real_wikitext2_valid(data_dir: Path) -> None:
+    valid = load_lm_text("wikitext2", "valid", data_dir)
     assert len(valid) == 1_120_192 and valid.count("\n") == 3_760
     assert len(valid.split()) == 213_886
 
 
-def test_real_ag_news(real_data: Path) -> None:
-    test = load_classification("ag_news", "test", real_data)
+def test_real_ag_news(data_dir: Path) -> None:
+    test = load_classification("ag_news", "test", data_dir)
     assert len(test) == 7_600 and test.label_names == ["World", "Sports", "Business", "Sci/Tech"]
     assert [test.labels.count(k) for k in range(4)] == [1_900] * 4
-    assert len(load_classification("ag_news", "train", real_data)) == 20_000
+    assert len(load_classification("ag_news", "train", data_dir)) == 20_000
 
 
-def test_real_reuters(real_data: Path) -> None:
-    r52 = load_classification("reuters", "train", real_data)
+def test_real_reuters(data_dir: Path) -> None:
+    r52 = load_classification("reuters", "train", data_dir)
     assert len(r52) == 6_532 and r52.num_classes == 52 and len(set(r52.labels)) == 52
-    assert len(load_classification("reuters", "test", real_data)) == 2_568
-    r8 = load_classification("reuters", "test", real_data, variant="r8")
+    assert len(load_classification("reuters", "test", data_dir)) == 2_568
+    r8 = load_classification("reuters", "test", data_dir, variant="r8")
     assert len(r8) == 2_189 and r8.num_classes == 8
 
 
-def test_real_20newsgroups_drops_empty_posts(real_data: Path) -> None:
-    train = load_classification("20newsgroups", "train", real_data)
-    test = load_classification("20newsgroups", "test", real_data)
+def test_real_20newsgroups_drops_empty_posts(data_dir: Path) -> None:
+    train = load_classification("20newsgroups", "train", data_dir)
+    test = load_classification("20newsgroups", "test", data_dir)
     assert (len(train), train.dropped) == (11_314 - 300, 300)
     assert (len(test), test.dropped) == (7_532 - 215, 215)
     assert train.num_classes == 20 and all(t.strip() for t in train.texts)
 
 
-def test_real_imdb(real_data: Path) -> None:
-    test = load_classification("imdb", "test", real_data)
+def test_real_imdb(data_dir: Path) -> None:
+    test = load_classification("imdb", "test", data_dir)
     assert len(test) == 25_000 and sum(test.labels) == 12_500 and test.label_names == ["neg", "pos"]
 
 
-def test_real_clothing_reviews(real_data: Path) -> None:
-    train = load_regression("clothing_reviews", "train", real_data)
-    test = load_regression("clothing_reviews", "test", real_data)
+def test_real_clothing_reviews(data_dir: Path) -> None:
+    train = load_regression("clothing_reviews", "train", data_dir)
+    test = load_regression("clothing_reviews", "test", data_dir)
     assert (len(train), len(test)) == (18_112, 4_529)
     assert train.numeric.shape == (18_112, 3) and not np.isnan(train.numeric).any()
     assert abs(float(train.targets.mean()) - 4.179) < 1e-3

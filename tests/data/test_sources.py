@@ -11,9 +11,19 @@ from linmix.data import sources
 from linmix.data.sources import cache_dir, dataset_spec, is_offline, known_datasets, resolve_dataset
 
 
+OFFLINE_VARS = ("LINMIX_OFFLINE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+
+
 def _copy_dataset(fake_root: Path, subdir: str, dest_root: Path) -> Path:
     shutil.copytree(fake_root / subdir, dest_root / subdir)
     return dest_root / subdir
+
+
+def _online_without_data_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Undo the conftest's offline switches and drop $LINMIX_DATA: only the cache and downloads remain."""
+    monkeypatch.delenv("LINMIX_DATA", raising=False)
+    for var in OFFLINE_VARS:
+        monkeypatch.delenv(var)
 
 
 def test_tests_run_offline_with_private_cache(offline_private_cache: Path) -> None:
@@ -106,9 +116,7 @@ def test_download_lands_in_cache_in_shared_layout(monkeypatch: pytest.MonkeyPatc
     source = tmp_path / "input.txt"
     source.write_text(text, encoding="utf-8")
     monkeypatch.setattr(sources, "TINYSHAKESPEARE_URL", source.as_uri())
-    monkeypatch.delenv("LINMIX_DATA", raising=False)
-    for var in ("LINMIX_OFFLINE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
-        monkeypatch.delenv(var)
+    _online_without_data_env(monkeypatch)
     folder = resolve_dataset("tinyshakespeare")
     assert folder == offline_private_cache / "tinyshakespeare"
     n = int(0.9 * len(text))
@@ -126,10 +134,7 @@ def test_failed_download_is_reported_and_leaves_no_debris(monkeypatch: pytest.Mo
 
     spec = dataclasses.replace(dataset_spec("imdb"), download=broken, download_source="test://imdb")
     monkeypatch.setitem(sources.DATASETS, "imdb", spec)
-    monkeypatch.delenv("LINMIX_DATA", raising=False)
-    monkeypatch.delenv("LINMIX_OFFLINE")
-    monkeypatch.delenv("HF_HUB_OFFLINE")
-    monkeypatch.delenv("HF_DATASETS_OFFLINE")
+    _online_without_data_env(monkeypatch)
     with pytest.raises(FileNotFoundError, match="download from test://imdb: failed .*connection refused"):
         resolve_dataset("imdb")
     assert list(offline_private_cache.iterdir()) == []
@@ -142,9 +147,7 @@ def test_each_offline_variable_blocks_downloads(var: str, monkeypatch: pytest.Mo
 
     spec = dataclasses.replace(dataset_spec("ag_news"), download=must_not_run)
     monkeypatch.setitem(sources.DATASETS, "ag_news", spec)
-    monkeypatch.delenv("LINMIX_DATA", raising=False)
-    for other in ("LINMIX_OFFLINE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
-        monkeypatch.delenv(other)
+    _online_without_data_env(monkeypatch)
     monkeypatch.setenv(var, "1")
     with pytest.raises(FileNotFoundError, match=f"offline \\({var}=1\\)"):
         resolve_dataset("ag_news")

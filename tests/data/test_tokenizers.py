@@ -110,9 +110,9 @@ def test_hub_tokenizer_offline_error_is_clear() -> None:
         hub_tokenizer("not-a-real/tokenizer")
 
 
-def test_real_shakespeare_char_and_bpe_exact(real_data: Path) -> None:
-    train = load_lm_text("tinyshakespeare", "train", real_data)
-    valid = load_lm_text("tinyshakespeare", "valid", real_data)[:20_000]
+def test_real_shakespeare_char_and_bpe_exact(data_dir: Path) -> None:
+    train = load_lm_text("tinyshakespeare", "train", data_dir)
+    valid = load_lm_text("tinyshakespeare", "valid", data_dir)[:20_000]
     char = build_tokenizer("char", train)
     assert char.vocab_size == 67 and char.decode(char.encode(valid)) == valid
     bpe = build_tokenizer("bpe", train[:200_000], vocab_size=1024)

@@ -12,7 +12,8 @@ import torch
 from train_helpers import PYTHON, SUBPROCESS_ENV, TINY_LM
 from safetensors.torch import load_file
 
-from linmix.train import train_config, build_trainer, load_checkpoint
+from linmix.config import TrainConfig
+from linmix.train import build_trainer, load_checkpoint, train_config
 
 pytestmark = pytest.mark.slow
 

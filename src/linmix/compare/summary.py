@@ -11,20 +11,28 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any, Callable
 
+#: summation vs attention test accuracy that the summation papers report, per dataset
 PAPER_CLAIMS = {"imdb": (0.88, 0.87), "20newsgroups": (0.65, 0.58), "ag_news": (0.91, 0.91), "reuters": (0.81, 0.77)}
 
 
 def _load(folder: Path, job: str) -> list[dict[str, str]] | None:
+    """A job's per-candidate rows, or ``None`` when the job has not been run (its section skips it)."""
     path = folder / job / "results.csv"
-    return list(csv.DictReader(path.open())) if path.exists() else None
+    if not path.exists():
+        return None
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def _num(row: dict[str, str], key: str) -> float:
+    """A CSV cell as a number; empty or missing cells are NaN."""
     return float(row[key]) if row.get(key) not in (None, "", "nan") else float("nan")
 
 
 def classification(folder: Path) -> list[str]:
+    """Section 1: every classify-DATASET-T job, one row per dataset and length, cells accuracy / speed-up."""
     lines = ["## 1. Classification (single-layer 'bare' models, word vocabulary 10k, lr 1e-3, batch 32)", "",
              "Best validation accuracy over epochs (2 for IMDB and AG News, 4 for 20 Newsgroups, 8 for Reuters "
              "R52: about 1,250-1,650 optimizer steps each), evaluated on the whole official test split after "
@@ -50,6 +58,7 @@ def classification(folder: Path) -> list[str]:
 
 
 def language_models(folder: Path) -> list[str]:
+    """Section 2: the lm-DATASET jobs side by side, one row per model."""
     lines = ["## 2. Language modelling (4-layer models, 400 steps, batch 32 x 128 tokens, parameters within 10%)",
              "", "Cells: validation perplexity / next-token accuracy / speed-up of training tokens/s over "
                  "attention*4.", ""]
@@ -70,62 +79,61 @@ def language_models(folder: Path) -> list[str]:
     return lines + [""]
 
 
+def _table_section(folder: Path, title: str, note: str, columns: list[str], jobs: list[tuple[Any, str]],
+                   row: Callable[[Any, dict[str, str]], str]) -> list[str]:
+    """A titled section holding one table over several jobs: ``row(key, csv_row)`` formats each candidate of
+    the job folder paired with ``key``; the section is left out when none of the jobs has been run."""
+    body = [row(key, r) for key, job in jobs for r in (_load(folder, job) or [])]
+    if not body:
+        return []
+    return [title, "", note, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns), *body, ""]
+
+
 def nanogpt(folder: Path) -> list[str]:
-    lines = ["## 3. nanoGPT anchor (char Shakespeare, d 128, 4 heads, batch 12, lr 1e-3 cosine, beta2 0.99)", "",
-             "nanoGPT's README reports val loss about 1.88 for its CPU baby GPT at block 64 after 2000 iterations. "
-             "Wall seconds include evaluation.", ""]
-    lines += ["| block | steps | model | params | val loss | train tokens/s | speed-up | wall s |",
-              "|---|---|---|---|---|---|---|---|"]
-    found = False
-    for block in (64, 256, 1024):
-        rows = _load(folder, f"nanogpt-{block}")
-        if rows is None:
-            continue
-        found = True
-        for r in rows:
-            lines.append(f"| {block} | {r['steps']} | {r['candidate']} | {int(r['params']):,} | "
+    """Section 3: the nanogpt-BLOCK jobs, anchored to nanoGPT's published baby-GPT loss."""
+    return _table_section(
+        folder, "## 3. nanoGPT anchor (char Shakespeare, d 128, 4 heads, batch 12, lr 1e-3 cosine, beta2 0.99)",
+        "nanoGPT's README reports val loss about 1.88 for its CPU baby GPT at block 64 after 2000 iterations. "
+        "Wall seconds include evaluation.",
+        ["block", "steps", "model", "params", "val loss", "train tokens/s", "speed-up", "wall s"],
+        [(block, f"nanogpt-{block}") for block in (64, 256, 1024)],
+        lambda block, r: f"| {block} | {r['steps']} | {r['candidate']} | {int(r['params']):,} | "
                          f"{_num(r, 'val_loss'):.3f} | {_num(r, 'tokens_per_s'):,.0f} | {_num(r, 'speedup'):.2f}x | "
                          f"{_num(r, 'wall_s'):.0f} |")
-    return lines + [""] if found else []
 
 
 def long_context(folder: Path) -> list[str]:
-    lines = ["## 4. Long context (WikiText-2 BPE, 8,192 tokens per step, 240 s of training each)", "",
-             "Every model gets the same training time: a 12-step timing probe (run while another job used the "
-             "other core) sets its step count. 'train s' = steps x 8,192 tokens / median training tokens/s, "
-             "the training time actually spent; where it falls short of 240 s the probe overestimated the "
-             "step time. Validation on the whole WikiText-2 validation split.", ""]
-    lines += ["| T | model | steps | train s | val ppl | val acc | train tokens/s | speed-up |",
-              "|---|---|---|---|---|---|---|---|"]
-    found = False
-    for t in (2048, 8192):
-        rows = _load(folder, f"long-{t}")
-        if rows is None:
-            continue
-        found = True
-        for r in rows:
-            train_s = int(r["steps"]) * 8192 / _num(r, "tokens_per_s")
-            lines.append(f"| {t} | {r['candidate']} | {r['steps']} | {train_s:.0f} | {_num(r, 'val_ppl'):.1f} | "
-                         f"{_num(r, 'val_acc'):.3f} | {_num(r, 'tokens_per_s'):,.0f} | {_num(r, 'speedup'):.2f}x |")
-    return lines + [""] if found else []
+    """Section 4: the long-T jobs under one training-time budget ('train s' = steps x 8,192 / tokens/s)."""
+    def row(t: int, r: dict[str, str]) -> str:
+        train_s = int(r["steps"]) * 8192 / _num(r, "tokens_per_s")
+        return (f"| {t} | {r['candidate']} | {r['steps']} | {train_s:.0f} | {_num(r, 'val_ppl'):.1f} | "
+                f"{_num(r, 'val_acc'):.3f} | {_num(r, 'tokens_per_s'):,.0f} | {_num(r, 'speedup'):.2f}x |")
+
+    return _table_section(
+        folder, "## 4. Long context (WikiText-2 BPE, 8,192 tokens per step, 240 s of training each)",
+        "Every model gets the same training time: a 12-step timing probe (run while another job used the "
+        "other core) sets its step count. 'train s' = steps x 8,192 tokens / median training tokens/s, "
+        "the training time actually spent; where it falls short of 240 s the probe overestimated the "
+        "step time. Validation on the whole WikiText-2 validation split.",
+        ["T", "model", "steps", "train s", "val ppl", "val acc", "train tokens/s", "speed-up"],
+        [(t, f"long-{t}") for t in (2048, 8192)], row)
 
 
 def seed_repeats(folder: Path) -> list[str]:
-    lines = ["## 5. Seed repeats (3 seeds, mean ± std) where single-seed differences were small", "",
-             "Same configurations as the single-seed tables above; only the seed changes (model init and batch "
-             "order).", "", "| job | model | metric | mean ± std | train tokens/s | speed-up |", "|---|---|---|---|---|---|"]
-    found = False
-    for job, metric in (("seeds-ag_news", "val_acc"), ("seeds-tinyshakespeare", "val_ppl")):
-        rows = _load(folder, job)
-        if rows is None:
-            continue
-        found = True
+    """Section 5: the seeds-* jobs, mean ± std over 3 seeds."""
+    def row(key: tuple[str, str], r: dict[str, str]) -> str:
+        job, metric = key
         digits = 4 if metric == "val_acc" else 3
-        for r in rows:
-            lines.append(f"| {job} | {r['candidate']} | {metric} | {_num(r, metric):.{digits}f} ± "
-                         f"{_num(r, metric + '_std'):.{digits}f} | {_num(r, 'tokens_per_s'):,.0f} | "
-                         f"{_num(r, 'speedup'):.2f}x |")
-    return lines + [""] if found else []
+        return (f"| {job} | {r['candidate']} | {metric} | {_num(r, metric):.{digits}f} ± "
+                f"{_num(r, metric + '_std'):.{digits}f} | {_num(r, 'tokens_per_s'):,.0f} | "
+                f"{_num(r, 'speedup'):.2f}x |")
+
+    return _table_section(
+        folder, "## 5. Seed repeats (3 seeds, mean ± std) where single-seed differences were small",
+        "Same configurations as the single-seed tables above; only the seed changes (model init and batch "
+        "order).", ["job", "model", "metric", "mean ± std", "train tokens/s", "speed-up"],
+        [((job, metric), job) for job, metric in (("seeds-ag_news", "val_acc"), ("seeds-tinyshakespeare", "val_ppl"))],
+        row)
 
 
 def lr_tables(folder: Path, title: str, note: str, jobs: tuple[str, ...]) -> list[str]:
@@ -153,6 +161,7 @@ def lr_tables(folder: Path, title: str, note: str, jobs: tuple[str, ...]) -> lis
 
 
 def lr_grid(folder: Path) -> list[str]:
+    """Section 6: the lrgrid-* job, every candidate at every LR."""
     return lr_tables(folder, "## 6. The same LR grid for every classifier (3e-4, 1e-3, 3e-3)",
                      "Where summation fell furthest short of the papers' claims, every candidate is retrained at each "
                      "learning rate of one grid (same epochs as section 1); cells give best validation accuracy at "
@@ -161,6 +170,7 @@ def lr_grid(folder: Path) -> list[str]:
 
 
 def longer_training(folder: Path) -> list[str]:
+    """Section 7: the longer-* job (16 epochs at the grid's best LR)."""
     return lr_tables(folder, "## 7. Longer training: 20 Newsgroups, 16 epochs (4x section 1)",
                      "Attention and summation only, at lr 3e-3 (the best of the grid in section 6 for both); best "
                      "validation accuracy over the 16 epochs.", ("longer-20newsgroups-256",))
@@ -168,9 +178,11 @@ def longer_training(folder: Path) -> list[str]:
 
 #: the overview's title and how it was made (the lines above the first section)
 PREAMBLE = ["# Comparison tables: overview", "",
-            "Generated by `python results/compare/summarize.py` from the per-job folders beside it; each folder "
-            "holds the full table (`results.md`), the exact command (`command.txt`), per-run records and "
-            "validation curves. Jobs are defined in `run_tables.sh`.", ""]
+            "Generated by `linmix experiment summary results/compare` from the per-job folders beside it; each "
+            "folder holds the full table (`results.md`), the exact command (`command.txt`), per-run records and "
+            "validation curves. Each job is defined by its folder's `config.toml` and re-created by `linmix "
+            "experiment run results/compare/JOB/config.toml` (`--samples` for the nanoGPT jobs' `samples.md`).",
+            ""]
 SECTIONS = (classification, language_models, nanogpt, long_context, seed_repeats, lr_grid, longer_training)
 
 

@@ -3,19 +3,14 @@
 * :mod:`linmix.data.sources` — dataset names -> folders (``data_dir`` / ``$LINMIX_DATA`` / cache / download).
 * :mod:`linmix.data.datasets` — loaders returning a text corpus, :class:`TextClassificationData`
   or :class:`MultimodalData`.
-* :mod:`linmix.data.tokenizers` — char / word / byte-level BPE / hub tokenizers behind one interface.
-* :mod:`linmix.data.batches` — :class:`LMWindows`, :class:`ClassificationBatches`, :class:`MultimodalBatches`.
+* :mod:`linmix.data.tokenizers` — the tokenizer interface, char / word tokenizers, :func:`build_tokenizer`,
+  :func:`load_tokenizer`; :mod:`linmix.data.bpe` — byte-level BPE and hub tokenizers (Hugging Face backed).
+* :mod:`linmix.data.sharding` — which examples each rank sees (:func:`shard_indices`, :func:`resolve_rank`).
+* :mod:`linmix.data.windows` — :class:`LMWindows` and :func:`encode_corpus` (language-model examples).
+* :mod:`linmix.data.batches` — padded :class:`ClassificationBatches` / :class:`MultimodalBatches`.
 """
-from linmix.data.batches import (
-    ClassificationBatch,
-    ClassificationBatches,
-    LMWindows,
-    MultimodalBatch,
-    MultimodalBatches,
-    encode_corpus,
-    resolve_rank,
-    shard_indices,
-)
+from linmix.data.batches import ClassificationBatch, ClassificationBatches, MultimodalBatch, MultimodalBatches
+from linmix.data.bpe import BPETokenizer, HubTokenizer, hub_tokenizer
 from linmix.data.datasets import (
     MultimodalData,
     TextClassificationData,
@@ -33,16 +28,9 @@ from linmix.data.sources import (
     known_datasets,
     resolve_dataset,
 )
-from linmix.data.tokenizers import (
-    BPETokenizer,
-    CharTokenizer,
-    HubTokenizer,
-    Tokenizer,
-    WordTokenizer,
-    build_tokenizer,
-    hub_tokenizer,
-    load_tokenizer,
-)
+from linmix.data.sharding import resolve_rank, shard_indices
+from linmix.data.tokenizers import CharTokenizer, Tokenizer, WordTokenizer, build_tokenizer, load_tokenizer
+from linmix.data.windows import LMWindows, encode_corpus
 
 __all__ = [
     "BPETokenizer", "CharTokenizer", "ClassificationBatch", "ClassificationBatches", "DATASETS",

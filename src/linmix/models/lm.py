@@ -54,8 +54,9 @@ class LanguageModel(PretrainedMixin, nn.Module):
         producing ``eos_id`` and generation stops once every sequence has. Runs in eval mode (no dropout)
         and restores the caller's mode.
         """
-        if eos_id is not None and not 0 <= eos_id < self.config.vocab_size:
-            raise ValueError(f"eos_id must lie in [0, {self.config.vocab_size}), got {eos_id}")
+        if eos_id is not None and (not isinstance(eos_id, int) or isinstance(eos_id, bool)
+                                   or not 0 <= eos_id < self.config.vocab_size):
+            raise ValueError(f"eos_id must be an integer in [0, {self.config.vocab_size}), got {eos_id!r}")
         out = [ids]
         done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
         for token in self.iter_generate(ids, max_new_tokens, temperature, top_k, top_p, generator):

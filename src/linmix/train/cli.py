@@ -90,7 +90,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from linmix.train.loop import TrainingDiverged
+    from linmix.train.loop_parts import TrainingDiverged
     from linmix.train.run import run_training
 
     try:

@@ -24,6 +24,7 @@ from linmix.train.checkpoint import (Checkpoint, check_finite, restore_rng_state
                                      unflatten_optimizer_state)
 from linmix.config import TrainConfig
 from linmix.train.distributed import DistContext, all_reduce_sum, params_in_sync
+from linmix.train.loop_parts import EarlyStopping, ThroughputWindow, TrainingDiverged, autocast_dtype, param_groups
 from linmix.train.qlearning import QLearningLRController
 from linmix.train.schedules import LRSchedule
 from linmix.train.tasks import Task
@@ -32,47 +33,13 @@ METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 PLOT = "loss_curve.png"
 
-
-class TrainingDiverged(RuntimeError):
-    """The loss or the gradient became NaN/inf; the message names the step and the last good checkpoint."""
-
-
-class EarlyStopping:
-    """Tracks the best value of the monitored metric; ``should_stop`` after ``patience`` bad evaluations."""
-
-    def __init__(self, monitor: str, mode: str, patience: int) -> None:
-        self.monitor, self.mode, self.patience = monitor, mode, patience
-        self.best: float | None = None
-        self.best_step: int | None = None
-        self.best_metrics: dict[str, float] = {}
-        self.bad = 0
-
-    def update(self, metrics: dict[str, float], step: int) -> bool:
-        """Record an evaluation; returns True when it is a new best."""
-        value = metrics[self.monitor]
-        better = self.best is None or (value < self.best if self.mode == "min" else value > self.best)
-        if better and math.isfinite(value):
-            self.best, self.best_step, self.best_metrics, self.bad = value, step, dict(metrics), 0
-            return True
-        self.bad += 1
-        return False
-
-    @property
-    def should_stop(self) -> bool:
-        return self.patience > 0 and self.bad >= self.patience
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "best_step": self.best_step, "best_metrics": self.best_metrics, "bad": self.bad}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best, self.best_step = state["best"], state["best_step"]
-        self.best_metrics, self.bad = dict(state["best_metrics"]), int(state["bad"])
+__all__ = ["EarlyStopping", "Trainer", "TrainingDiverged", "autocast_dtype"]
 
 
 class Trainer:
     """Trains ``model`` on ``task`` as ``config`` says; :meth:`fit` returns the summary dict.
 
-    ``config`` must be resolved; ``total_steps`` defaults to ``config.steps``. ``run_dir`` (rank 0)
+    ``config`` must be resolved; ``total_steps`` defaults to ``config.run.steps``. ``run_dir`` (rank 0)
     receives metrics, checkpoints, the summary and the plot; ``None`` trains without writing anything.
     ``checkpoint`` (from :func:`~linmix.train.checkpoint.load_checkpoint`) continues a previous run exactly.
     """
@@ -95,7 +62,7 @@ class Trainer:
         self.ddp: torch.nn.Module = self.model
         if self.ctx.enabled:
             self.ddp = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
-        self.optimizer = torch.optim.AdamW(_param_groups(self.model, config.optim.weight_decay), lr=config.optim.lr,
+        self.optimizer = torch.optim.AdamW(param_groups(self.model, config.optim.weight_decay), lr=config.optim.lr,
                                            betas=(config.optim.beta1, config.optim.beta2))
         self.schedule = LRSchedule(config.optim.schedule, config.optim.lr, config.optim.warmup, self.total_steps,
                                    config.optim.min_lr_ratio)
@@ -169,7 +136,7 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         """Train to ``total_steps`` (or early stop / divergence); returns the summary (also in summary.json)."""
         self._t0 = time.perf_counter()
-        self._window = _Window()
+        self._window = ThroughputWindow()
         status, message = "completed", ""
         self._bar = reporting.progress_bar(self.total_steps, self.step,
                                            enabled=self.ctx.is_main and self.config.run.progress)
@@ -329,45 +296,3 @@ class Trainer:
             reporting.write_summary(self.run_dir / SUMMARY, summary)
             reporting.plot_losses(self.history, self.run_dir / PLOT, title=self.config.name)
         return summary
-
-
-class _Window:
-    """Running mean loss and token rate between two log lines."""
-
-    def __init__(self) -> None:
-        self.loss, self.n, self.tokens, self.t0 = 0.0, 0, 0, time.perf_counter()
-
-    def add(self, loss: float, tokens: int) -> None:
-        self.loss, self.n, self.tokens = self.loss + loss, self.n + 1, self.tokens + tokens
-
-    def exclude(self, seconds: float) -> None:
-        """Leave ``seconds`` (evaluation, checkpointing) out of the window's elapsed time."""
-        self.t0 += seconds
-
-    def flush(self, now: float) -> tuple[float, float, float]:
-        """Mean loss, tokens/s and seconds per step since the last flush (evaluation and checkpoint time
-        excluded, see :meth:`exclude`)."""
-        elapsed = max(now - self.t0, 1e-9)
-        mean, rate, step_s = self.loss / max(self.n, 1), self.tokens / elapsed, elapsed / max(self.n, 1)
-        self.loss, self.n, self.tokens, self.t0 = 0.0, 0, 0, now
-        return mean, rate, step_s
-
-
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Decay matrices (dim >= 2); leave biases, norms and 1-D scales undecayed."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    other = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": other, "weight_decay": 0.0}]
-
-
-def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of ``--amp`` on ``device`` (``None`` = off); ``ValueError`` when unsupported."""
-    if amp == "none":
-        return None
-    if amp == "bf16":
-        if device.type not in ("cpu", "cuda"):
-            raise ValueError(f"--amp bf16 needs a CPU or CUDA device, not {device.type}")
-        return torch.bfloat16
-    if device.type != "cuda":
-        raise ValueError("--amp fp16 needs CUDA (it uses a GradScaler); use --amp bf16 on CPU")
-    return torch.float16

@@ -36,7 +36,8 @@ from linmix.train.checkpoint import RUN_CONFIG, is_run_dir, latest_checkpoint, l
 from linmix.config import RESUME_MUTABLE, SECTIONS, TrainConfig, train_config
 from linmix.train.distributed import (DistContext, cleanup_distributed, init_distributed, resolve_device,
                                       run_on_main)
-from linmix.train.loop import Trainer, autocast_dtype
+from linmix.train.loop import Trainer
+from linmix.train.loop_parts import autocast_dtype
 from linmix.train.tasks import ClassifyTask, LMTask, RegressionTask, Task
 
 NUMERIC_STATS = "numeric_stats.json"

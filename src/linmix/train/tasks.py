@@ -169,11 +169,12 @@ class _EpochCursor:
         return batch
 
 
-class ClassifyTask(Task):
-    """Single-label classification: cross-entropy; metrics ``val_loss``, ``val_acc`` (monitored)."""
+class _TextBatchTask(Task):
+    """A task over padded text batchers (``iter_epoch(epoch)``, ``len``): batches ``(ids, padding_mask, ...)``.
 
-    monitor, mode = "val_acc", "max"
-    sum_keys = ("correct", "count", "loss_sum")
+    Training steps walk the training batcher epoch by epoch; validation is epoch 0 of the validation batcher
+    (``limit`` batches per rank, ``None`` = all). Subclasses give the loss and the metrics.
+    """
 
     def __init__(self, train_batches: Any, val_batches: Any) -> None:
         if len(train_batches) < 1:
@@ -185,10 +186,6 @@ class ClassifyTask(Task):
     def train_batch(self, step: int, device: torch.device) -> Any:
         return tuple(t.to(device) for t in self.cursor.get(step))
 
-    def loss(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
-        ids, mask, labels = batch
-        return F.cross_entropy(_wide(model(ids, padding_mask=mask)), labels)
-
     def tokens(self, batch: Any) -> int:
         return int(batch[1].sum())
 
@@ -196,6 +193,17 @@ class ClassifyTask(Task):
         it = self.val.iter_epoch(0)
         for batch in (it if limit is None else itertools.islice(it, limit)):
             yield tuple(t.to(device) for t in batch)
+
+
+class ClassifyTask(_TextBatchTask):
+    """Single-label classification: cross-entropy; metrics ``val_loss``, ``val_acc`` (monitored)."""
+
+    monitor, mode = "val_acc", "max"
+    sum_keys = ("correct", "count", "loss_sum")
+
+    def loss(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
+        ids, mask, labels = batch
+        return F.cross_entropy(_wide(model(ids, padding_mask=mask)), labels)
 
     def eval_sums(self, model: torch.nn.Module, batch: Any) -> dict[str, float]:
         ids, mask, labels = batch
@@ -208,35 +216,20 @@ class ClassifyTask(Task):
         return {"val_loss": sums["loss_sum"] / n, "val_acc": sums["correct"] / n, "val_examples": sums["count"]}
 
 
-class RegressionTask(Task):
+class RegressionTask(_TextBatchTask):
     """Text + numeric regression: MSE on ``(target - mean) / std``; RMSE and MAE in target units."""
 
     monitor, mode = "val_rmse", "min"
     sum_keys = ("abs_sum", "count", "loss_sum", "sq_sum")
 
     def __init__(self, train_batches: Any, val_batches: Any, target_mean: float, target_std: float) -> None:
-        if len(train_batches) < 1:
-            raise ValueError("the training split gives no full batch; use a smaller --batch-size")
-        self.cursor = _EpochCursor(train_batches)
-        self.steps_per_epoch = self.cursor.steps_per_epoch
-        self.val = val_batches
+        super().__init__(train_batches, val_batches)
         self.mean, self.std = float(target_mean), float(target_std)
-
-    def train_batch(self, step: int, device: torch.device) -> Any:
-        return tuple(t.to(device) for t in self.cursor.get(step))
 
     def loss(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
         ids, mask, numeric, targets = batch
         pred = _wide(model(ids, numeric, padding_mask=mask))
         return F.mse_loss(pred, ((targets - self.mean) / self.std).to(pred.dtype))
-
-    def tokens(self, batch: Any) -> int:
-        return int(batch[1].sum())
-
-    def eval_batches(self, limit: int | None, device: torch.device) -> Iterator[Any]:
-        it = self.val.iter_epoch(0)
-        for batch in (it if limit is None else itertools.islice(it, limit)):
-            yield tuple(t.to(device) for t in batch)
 
     def eval_sums(self, model: torch.nn.Module, batch: Any) -> dict[str, float]:
         ids, mask, numeric, targets = batch
