@@ -94,3 +94,31 @@ def test_fused_under_bf16_autocast(causal, positional, activation, depth):
     assert_rel_close(y16, y, 0.02)
     for got, want in zip(grads16, grads):  # bf16 rounds u, h and dL/dh, and flips a few ReLU masks
         assert_rel_close(got, want, 0.1, measure="norm")
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_onednn_gemms_match_the_mkl_path_at_long_lengths(causal):
+    """From ``MIN_ROWS`` tokens up the fused layer's GEMMs go through oneDNN; forward and every gradient must
+    equal the ``F.linear`` path to float32 rounding (and the fallback must be taken when switched off)."""
+    from linmix.ops.sum_mix import gemm
+
+    T = gemm.MIN_ROWS
+    x, pos, w_out, weights, count = layer_inputs(1, T, causal, 2, True, "count", True, dtype=torch.float32, d=32)
+    call = bind(sum_mix, count, True, causal, True, True)
+    results = []
+    for enabled in (True, False):
+        gemm.set_onednn(enabled)
+        try:
+            leaves = [t.detach().clone().requires_grad_() for t in (x, pos, w_out, *weights)]
+            y = call(*leaves)
+            y.square().sum().backward()
+            results.append([y.detach(), *(t.grad for t in leaves)])
+        finally:
+            gemm.set_onednn(True)
+    for fast, slow in zip(*results):
+        assert_rel_close(fast, slow, 1e-5)
+    a, w = torch.randn(T, 32), torch.randn(16, 32)
+    with torch.no_grad():
+        assert_rel_close(gemm.linear(a, w), a @ w.T, 1e-5)
+        g = torch.randn(T, 16)
+        assert_rel_close(gemm.matmul(g, w), g @ w, 1e-5)

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from linmix.ops.dtypes import accumulation_dtype
 from linmix.ops.prefix_sum.scan import scan_
+from linmix.ops.sum_mix import gemm
 
 
 def _grad_weight(g: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
@@ -63,7 +64,7 @@ class SumMix(torch.autograd.Function):
         inputs = []
         for w in weights:
             inputs.append(h)
-            h = F.linear(h, w.to(mm_dtype))
+            h = gemm.linear(h, w.to(mm_dtype))
             if activation:
                 h.relu_()
         last, alive, s_small = None, None, None
@@ -72,7 +73,7 @@ class SumMix(torch.autograd.Function):
                 # W_o commutes with the scan and the per-row division: y = scan(h W_o^T) / c. The scan then
                 # runs in place on the fresh matmul output and h survives intact for backward.
                 last = h
-                z = F.linear(h, w_out.to(mm_dtype))
+                z = gemm.linear(h, w_out.to(mm_dtype))
                 s = z if z.dtype == work else z.to(work)
             else:
                 owned = len(weights) > 0 or pos is not None
@@ -124,7 +125,7 @@ class SumMix(torch.autograd.Function):
             if w_out is not None:
                 if ctx.needs_input_grad[3]:
                     g_out = _grad_weight(r, last).to(w_out.dtype)
-                gh = r.matmul(w_out.to(mm_dtype))
+                gh = gemm.matmul(r, w_out.to(mm_dtype))
                 spares.append(r)
             else:
                 gh = r
@@ -152,7 +153,7 @@ class SumMix(torch.autograd.Function):
             if ctx.needs_input_grad[8 + i]:
                 g_weights[i] = _grad_weight(gh, inputs[i]).to(weights[i].dtype)
             if i > 0 or need_x or need_pos:
-                nxt = gh.matmul(weights[i].to(mm_dtype))
+                nxt = gemm.matmul(gh, weights[i].to(mm_dtype))
                 if gh.stride(1) != 0:
                     spares.append(gh)
                 gh = nxt
