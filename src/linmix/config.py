@@ -12,17 +12,14 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from linmix.checks import check_choice as _choice
-from linmix.checks import check_int_at_least, check_range
-from linmix.checks import check_positive as _positive
-from linmix.checks import is_finite as _finite
+from linmix.checks import check_choice as _choice, check_int_at_least, check_range
+from linmix.checks import check_positive as _positive, is_finite as _finite
 from linmix.defaults import COMPARE_DEFAULTS, MODEL_DEFAULTS, RESUME_MUTABLE, TASK_DEFAULTS
 
 __all__ = ["COMPARE_DEFAULTS", "MODEL_DEFAULTS", "RESUME_MUTABLE", "TASK_DEFAULTS", "CompareConfig", "DataConfig",
            "ModelConfig", "OptimConfig", "RunConfig", "TrainConfig", "compare_config", "train_config"]
 
 TASKS = ("lm", "classify", "multimodal")
-HEADS = TASKS
 SCHEDULES = ("cosine", "constant")
 AMP_MODES = ("none", "bf16", "fp16")
 CONTROLLERS = ("none", "qlearning")
@@ -73,7 +70,7 @@ class ModelConfig:
 
     def resolved(self) -> ModelConfig:
         """A copy with the head's defaults filled in, checked (``ValueError`` names the bad field)."""
-        _choice("model.head", self.head, HEADS)
+        _choice("model.head", self.head, TASKS)
         values = dataclasses.asdict(self)
         for key, value in MODEL_DEFAULTS[self.head].items():
             if values[key] is None:

@@ -14,7 +14,8 @@ from linmix.compare.cli import config_from_args
 from linmix.compare.run import resolve_compare
 from linmix.config import COMPARE_DEFAULTS, MODEL_DEFAULTS, TASK_DEFAULTS, CompareConfig
 from linmix.config_io import read_config_file
-from linmix.data.tokenizers import DEFAULT_BPE_VOCAB, DEFAULT_WORD_VOCAB
+from linmix.data.bpe import DEFAULT_BPE_VOCAB
+from linmix.data.tokenizers import DEFAULT_WORD_VOCAB
 
 RESULTS = Path(__file__).resolve().parents[2] / "results" / "compare"
 CONFIGS = sorted(RESULTS.glob("*/config.toml"))

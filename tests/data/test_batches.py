@@ -196,8 +196,11 @@ def test_real_shakespeare_windows(data_dir: Path) -> None:
 @pytest.mark.parametrize("module, names", [
     ("linmix.data.batches", ["ClassificationBatch", "ClassificationBatches", "LMWindows", "MultimodalBatch",
                              "MultimodalBatches", "encode_corpus", "resolve_rank", "shard_indices"]),
-    ("linmix.data.tokenizers", ["BPETokenizer", "CharTokenizer", "HubTokenizer", "Tokenizer", "WordTokenizer",
-                                "build_tokenizer", "hub_tokenizer", "load_tokenizer", "CONFIG_FILE", "HF_FILE"]),
+    ("linmix.data.tokenizers", ["CharTokenizer", "Tokenizer", "WordTokenizer", "build_tokenizer", "load_tokenizer",
+                                "CONFIG_FILE"]),
+    ("linmix.data.bpe", ["BPETokenizer", "HubTokenizer", "hub_tokenizer", "HF_FILE", "DEFAULT_BPE_VOCAB"]),
+    ("linmix.data", ["BPETokenizer", "CharTokenizer", "HubTokenizer", "WordTokenizer", "build_tokenizer",
+                     "hub_tokenizer", "load_tokenizer", "LMWindows", "ClassificationBatches", "MultimodalBatches"]),
 ])
 def test_names_stay_importable_from_their_old_modules(module: str, names: list[str]) -> None:
     import importlib

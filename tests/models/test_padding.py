@@ -105,6 +105,19 @@ def text_encoder(model):
     return (model.text if isinstance(model, linmix.MultimodalRegressor) else model.encoder).seq
 
 
+def padded_case(kind: str, layers: str, arch: str, pooling: str, side: str):
+    """A model with moved-off-init weights, a padding mask on ``side``, random ids and output weights."""
+    model = build(kind, layers, arch, pooling)
+    weights = torch.randn(B, 3) if kind == "classifier" else torch.randn(B)
+    return model, make_mask(side), torch.randint(0, V, (B, T)), weights
+
+
+def outputs_and_grads(model, ids: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor):
+    """The outputs (detached) and every parameter's gradient of a weighted sum of them."""
+    out = run(model, ids, mask)
+    return out.detach(), param_grads(model, (out * weights).sum())
+
+
 GRID = [pytest.param(kind, layers, arch, pooling, id=f"{kind}-{arch}-{layers}-{pooling}")
         for kind in ("classifier", "multimodal") for layers, arch in SPECS for pooling in POOLINGS]
 
@@ -112,16 +125,10 @@ GRID = [pytest.param(kind, layers, arch, pooling, id=f"{kind}-{arch}-{layers}-{p
 @pytest.mark.parametrize("side", ["left", "right"])
 @pytest.mark.parametrize("kind, layers, arch, pooling", GRID)
 def test_padded_ids_change_neither_outputs_nor_gradients(kind, layers, arch, pooling, side):
-    model = build(kind, layers, arch, pooling)
-    mask = make_mask(side)
-    ids = torch.randint(0, V, (B, T))
+    model, mask, ids, weights = padded_case(kind, layers, arch, pooling, side)
     other = torch.where(mask, ids, (ids + torch.randint(1, V, (B, T))) % V)  # every padded id differs
     assert (other != ids).sum() == (~mask).sum()
-    weights = torch.randn(B, 3) if kind == "classifier" else torch.randn(B)
-    results = []
-    for x in (ids, other):
-        out = run(model, x, mask)
-        results.append((out.detach(), param_grads(model, (out * weights).sum())))
+    results = [outputs_and_grads(model, x, mask, weights) for x in (ids, other)]
     torch.testing.assert_close(results[1][0], results[0][0])
     assert_same_grads(results[1][1], results[0][1])
     # the mask matters: the same ids unmasked give other outputs (so the check above is not vacuous)
@@ -130,12 +137,9 @@ def test_padded_ids_change_neither_outputs_nor_gradients(kind, layers, arch, poo
 
 @pytest.mark.parametrize("side", ["left", "right"])
 @pytest.mark.parametrize("kind, layers, arch, pooling", GRID)
-def test_nan_in_a_padded_embedding_never_reaches_the_output(kind, layers, arch, pooling, side):
-    model = build(kind, layers, arch, pooling)
-    mask = make_mask(side)
-    ids = torch.randint(0, V, (B, T))
-    with torch.no_grad():
-        clean = run(model, ids, mask)
+def test_nan_in_a_padded_embedding_reaches_neither_outputs_nor_gradients(kind, layers, arch, pooling, side):
+    model, mask, ids, weights = padded_case(kind, layers, arch, pooling, side)
+    clean, clean_grads = outputs_and_grads(model, ids, mask, weights)
 
     def poison(module, inputs, output):
         pad = ~mask
@@ -145,11 +149,12 @@ def test_nan_in_a_padded_embedding_never_reaches_the_output(kind, layers, arch, 
 
     handle = text_encoder(model).embed.register_forward_hook(poison)
     try:
+        dirty, dirty_grads = outputs_and_grads(model, ids, mask, weights)
         with torch.no_grad():
-            dirty = run(model, ids, mask)
             unmasked = run(model, ids, torch.ones_like(mask))
     finally:
         handle.remove()
     assert torch.isnan(unmasked).any()  # the hook really writes NaN
-    assert torch.isfinite(dirty).all()
     torch.testing.assert_close(dirty, clean)
+    assert all(torch.isfinite(g).all() for g in dirty_grads.values() if g is not None)
+    assert_same_grads(dirty_grads, clean_grads)

@@ -19,15 +19,17 @@ V = 30
      [("summation", {})] * 2 + [("local_attention", {"window": 64, "n_heads": 2})] * 2),
     # whitespace anywhere between tokens is ignored
     ("  summation ( depth = 2 ) * 2 ,\n attention ", [("summation", {"depth": 2})] * 2 + [("attention", {})]),
-    # bools (any case), None, floats, ints, bare and quoted strings
+    # bools (any case), None, floats, ints, bare and quoted strings; a bare word for an option whose default
+    # is a string stays that string (normalize=none is "none"), elsewhere none is None
     ("summation(positional=false,pos_bias=0.5,normalize=none)",
-     [("summation", {"positional": False, "pos_bias": 0.5, "normalize": None})]),
+     [("summation", {"positional": False, "pos_bias": 0.5, "normalize": "none"})]),
+    ("topological(kernel_size=none,stride=2)", [("topological", {"kernel_size": None, "stride": 2})]),
     ("summation(positional=TRUE,pos_bias=1e-3,depth=3)",
      [("summation", {"positional": True, "pos_bias": 1e-3, "depth": 3})]),
     ("summation(normalize=count)", [("summation", {"normalize": "count"})]),
     ("summation(normalize='count')", [("summation", {"normalize": "count"})]),
     ('summation(normalize="a,b)(")', [("summation", {"normalize": "a,b)("})]),  # separators inside quotes
-    ("summation(normalize='64')", [("summation", {"normalize": "64"})]),  # quoted: stays a string
+    ("summation(normalize=64)", [("summation", {"normalize": "64"})]),  # quoted: stays a string
     ("summation()", [("summation", {})]),
 ])
 def test_grammar(spec, expected):
@@ -86,8 +88,8 @@ def test_non_string_spec_is_a_value_error(bad):
     "attention,summation*2,attention",
     "spectral(out_proj=false)*2,fnet",
     "summation(normalize=none,pos_bias=0.5)",
-    "summation(normalize='none')",  # the string "none", not None
-    "summation(normalize='64')",  # the string "64", not 64
+    "summation(normalize=none)",  # a string option: the bare word is the string "none", not None
+    "summation(normalize=64)",  # a string option: the string "64", not 64
     "linear_attention(eps=1e-06,chunk=16)",
 ])
 def test_format_layers_round_trips_canonical_specs(spec):

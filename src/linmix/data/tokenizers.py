@@ -11,7 +11,7 @@ Hugging Face-backed tokenizers also write the ``tokenizers`` library's own ``tok
 * :class:`WordTokenizer` — lower-cased regex words, the ``vocab_size`` most frequent kept
   (10,000 by default, as the seed classifiers used); lossy by design.
 * :class:`~linmix.data.bpe.BPETokenizer` / :func:`~linmix.data.bpe.hub_tokenizer` — byte-level BPE and
-  pretrained Hub tokenizers, backed by Hugging Face ``tokenizers`` (in :mod:`linmix.data.bpe`, re-exported here).
+  pretrained Hub tokenizers, backed by Hugging Face ``tokenizers`` (in :mod:`linmix.data.bpe`).
 
 :func:`build_tokenizer` trains any of char / word / bpe by name; :func:`load_tokenizer` loads any saved one.
 """
@@ -223,6 +223,8 @@ def build_tokenizer(kind: str, texts: str | Iterable[str], vocab_size: int | Non
     if key == "word":
         return WordTokenizer.train(texts, vocab_size or DEFAULT_WORD_VOCAB, **kwargs)
     if key == "bpe":
+        from linmix.data.bpe import DEFAULT_BPE_VOCAB, BPETokenizer  # it subclasses Tokenizer
+
         return BPETokenizer.train(texts, vocab_size or DEFAULT_BPE_VOCAB, **kwargs)
     raise ValueError(f"unknown tokenizer kind {kind!r}; use one of: char, word, bpe "
                      f"(or hub_tokenizer(name) for a pretrained one)")
@@ -234,6 +236,8 @@ def load_tokenizer(directory: PathLike) -> Tokenizer:
     A folder holding only a Hugging Face ``tokenizer.json`` (no linmix config) loads as a
     :class:`HubTokenizer`.
     """
+    from linmix.data.bpe import HF_FILE, HubTokenizer  # importing it registers the Hugging Face-backed types
+
     folder = Path(directory)
     if not (folder / CONFIG_FILE).is_file() and (folder / HF_FILE).is_file():
         return HubTokenizer.from_file(folder / HF_FILE, source=str(folder))
@@ -252,11 +256,4 @@ def _read_config(folder: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-# The Hugging Face-backed tokenizers subclass Tokenizer, so they are imported once it exists (this also
-# registers their saved types for load_tokenizer, and keeps them importable from this module).
-from linmix.data.bpe import DEFAULT_BPE_VOCAB, HF_FILE, BPETokenizer, HubTokenizer, hub_tokenizer  # noqa: E402
-
-__all__ = [
-    "BPETokenizer", "CharTokenizer", "HubTokenizer", "Tokenizer", "WordTokenizer",
-    "build_tokenizer", "hub_tokenizer", "load_tokenizer",
-]
+__all__ = ["CharTokenizer", "Tokenizer", "WordTokenizer", "build_tokenizer", "load_tokenizer"]

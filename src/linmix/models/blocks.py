@@ -154,9 +154,9 @@ class SequenceEncoder(nn.Module):
 
     def forward(self, ids: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         self.check_ids(ids, padding_mask)
-        x = self.embed_tokens(ids)
+        x = _keep_real(self.embed_tokens(ids), padding_mask)
         for layer in self.layers:
-            x = layer(x, padding_mask=padding_mask)
+            x = _keep_real(layer(x, padding_mask=padding_mask), padding_mask)
         return self.final_norm(x)
 
     def prefill(self, ids: torch.Tensor) -> tuple[torch.Tensor, list[State]]:
@@ -177,6 +177,14 @@ class SequenceEncoder(nn.Module):
             x, state = layer.step(x, state)
             new_states.append(state)
         return self.final_norm(x), new_states
+
+
+def _keep_real(x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+    """Zero the padded rows of the residual stream (``torch.where``: whatever they held, NaN included, gets
+    no gradient), so the position-wise layers never compute on them."""
+    if padding_mask is None:
+        return x
+    return torch.where(padding_mask.unsqueeze(-1), x, torch.zeros((), dtype=x.dtype, device=x.device))
 
 
 def _check_positive(**values: int) -> None:

@@ -45,7 +45,9 @@ class LayerSpec:
     def __str__(self) -> str:
         if not self.options:
             return self.name
-        return f"{self.name}({','.join(f'{k}={format_value(v)}' for k, v in self.options.items())})"
+        defaults = mixer_options(self.name)
+        text = ",".join(f"{k}={format_value(v, isinstance(defaults.get(k), str))}" for k, v in self.options.items())
+        return f"{self.name}({text})"
 
 
 def parse_layer_specs(spec: str | list | tuple) -> list[LayerSpec]:
@@ -121,7 +123,7 @@ def _parse_layer(part: str, whole: Any) -> list[LayerSpec]:
         raise ValueError(f"cannot read layer {part!r} in spec {whole!r}; write name(option=value)*N, {EXAMPLE}")
     name = match["name"]
     check_mixer_name(name)
-    options = _parse_options(match["opts"], part) if match["opts"] is not None else {}
+    options = _parse_options(match["opts"], part, mixer_options(name)) if match["opts"] is not None else {}
     layer = LayerSpec(name, options)
     layer.check()
     return [layer] * _repeat(match["n"], part)
@@ -139,7 +141,9 @@ def _repeat(text: str | None, part: str) -> int:
     return repeat
 
 
-def _parse_options(text: str, part: str) -> dict[str, Any]:
+def _parse_options(text: str, part: str, defaults: dict[str, Any]) -> dict[str, Any]:
+    """``key=value`` pairs. A bare value of an option whose default is a string stays a string
+    (``normalize=none`` is ``"none"``); any other bare value is read by :func:`parse_value`."""
     options: dict[str, Any] = {}
     if not text.strip():
         return options
@@ -150,7 +154,9 @@ def _parse_options(text: str, part: str) -> dict[str, Any]:
             raise ValueError(f"bad option {item!r} in layer {part!r}; write key=value, e.g. window=64")
         if key in options:
             raise ValueError(f"option {key!r} given twice in layer {part!r}")
-        options[key] = parse_value(value.strip())
+        value = value.strip()
+        quoted = len(value) >= 2 and value[0] == value[-1] and value[0] in "'\""
+        options[key] = value if isinstance(defaults.get(key), str) and not quoted else parse_value(value)
     return options
 
 
@@ -171,13 +177,14 @@ def parse_value(text: str) -> Any:
     return text
 
 
-def format_value(value: Any) -> str:
-    """Inverse of :func:`parse_value` for the values a spec holds."""
+def format_value(value: Any, string_option: bool = False) -> str:
+    """Inverse of the option parser: ``string_option`` (the option's default is a string) writes a plain
+    word such as ``none`` bare, since such an option reads bare words as strings."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:
         return "none"
-    if isinstance(value, str) and (parse_value(value) != value or value != value.strip()
+    if isinstance(value, str) and ((not string_option and parse_value(value) != value) or value != value.strip()
                                    or any(ch in value for ch in _SPECIAL)):
         quote = "'" if "'" not in value else '"'
         if quote in value:  # the grammar has no escapes
