@@ -5,9 +5,9 @@ A mixer maps ``x: [B, T, D]`` to ``y: [B, T, D]``. A subclass declares its optio
 
 * ``_mix(x, padding_mask)``: the production form; ``_reference(x, padding_mask)``: the slow, obviously
   correct form the tests compare it with. Both receive validated input whose padded positions are exactly
-  zero, and their outputs at padded positions are overwritten with zeros afterwards. Masking is a
-  ``torch.where``, never a multiply, so padded positions may hold anything (NaN, inf, 1e30, the output of
-  an earlier layer) without reaching a real output or its gradient (``NaN * 0`` is NaN; ``where`` is not).
+  zero, and their outputs at padded positions are overwritten with zeros afterwards. Masking selects, never
+  multiplies (:func:`linmix.ops.masking.zero_padded`), so padded positions may hold anything (NaN, inf,
+  1e30, the output of an earlier layer) without reaching a real output or its gradient (``NaN * 0`` is NaN).
 * ``_init_state(batch_size)``, ``_step(x_t, state)`` and optionally ``_prefill(x)``: streaming decode,
   called only for a causal mixer, with shapes and the ``max_len`` bound already checked. The state is a
   :class:`MixerState` dataclass (the position plus the mixer's own tensors).
@@ -21,6 +21,8 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+
+from linmix.ops.masking import zero_padded
 
 
 @dataclass
@@ -101,9 +103,8 @@ class Mixer(nn.Module):
         self.check_input(x, padding_mask)
         if padding_mask is None:
             return fn(x, None)
-        real = padding_mask.unsqueeze(-1)
-        y = fn(torch.where(real, x, 0.0), padding_mask)
-        return torch.where(real, y, 0.0)
+        y = fn(zero_padded(x, padding_mask), padding_mask)
+        return zero_padded(y, padding_mask)
 
     def _mix(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
         """The production form, on validated input whose padded positions are already zero."""

@@ -8,6 +8,7 @@ from torch import nn
 
 from linmix.config import NORMS, ModelConfig
 from linmix.mixers.registry import build_mixer
+from linmix.ops.masking import zero_padded
 from linmix.mixers.registry import mixer_options as accepted_options
 from linmix.models.spec import LayerSpec, parse_layer_specs
 
@@ -104,7 +105,7 @@ class SequenceEncoder(nn.Module):
         self.vocab_size, self.d_model, self.max_len = vocab_size, d_model, max_len
         self.layer_specs = parse_layer_specs(cfg.layers)
         self.layer_names = [spec.name for spec in self.layer_specs]
-        self.positional = cfg.positional
+        self.positional, self.arch = cfg.positional, cfg.arch
         self.embed = nn.Embedding(vocab_size, d_model)
         nn.init.normal_(self.embed.weight, std=0.02)
         self.pos = nn.Parameter(torch.randn(max_len, d_model) * 0.02) if cfg.positional != "none" else None
@@ -154,9 +155,11 @@ class SequenceEncoder(nn.Module):
 
     def forward(self, ids: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         self.check_ids(ids, padding_mask)
-        x = _keep_real(self.embed_tokens(ids), padding_mask)
+        x = self.embed_tokens(ids)
+        if self.arch == "block":  # a bare stack's first mixer masks its input itself
+            x = _keep_real(x, padding_mask)
         for layer in self.layers:
-            x = _keep_real(layer(x, padding_mask=padding_mask), padding_mask)
+            x = layer(x, padding_mask=padding_mask)
         return self.final_norm(x)
 
     def prefill(self, ids: torch.Tensor) -> tuple[torch.Tensor, list[State]]:
@@ -180,11 +183,11 @@ class SequenceEncoder(nn.Module):
 
 
 def _keep_real(x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
-    """Zero the padded rows of the residual stream (``torch.where``: whatever they held, NaN included, gets
-    no gradient), so the position-wise layers never compute on them."""
-    if padding_mask is None:
-        return x
-    return torch.where(padding_mask.unsqueeze(-1), x, torch.zeros((), dtype=x.dtype, device=x.device))
+    """Zero the padded rows of the embeddings (by selection: whatever they held, NaN included, gets no
+    gradient). Every mixer masks its own input and output, so later layers see padded rows that are finite
+    and receive zero gradient there; this one selection keeps a non-finite padded embedding from turning the
+    position-wise layers' parameter gradients into NaN."""
+    return zero_padded(x, padding_mask)
 
 
 def _check_positive(**values: int) -> None:

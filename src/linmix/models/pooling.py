@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from linmix.config import POOLINGS
+from linmix.ops.masking import zero_padded
 
 
 def pool(h: torch.Tensor, padding_mask: torch.Tensor | None, kind: str) -> torch.Tensor:
@@ -12,11 +13,10 @@ def pool(h: torch.Tensor, padding_mask: torch.Tensor | None, kind: str) -> torch
         return h[:, 0]
     if padding_mask is None:
         return h.mean(1) if kind == "mean" else h.sum(1)
-    real = padding_mask.unsqueeze(-1)
-    total = torch.where(real, h, torch.zeros((), dtype=h.dtype, device=h.device)).sum(1)
+    total = zero_padded(h, padding_mask).sum(1)
     if kind == "sum":
         return total
-    return total / real.sum(1).clamp(min=1).to(h.dtype)
+    return total / padding_mask.sum(1, keepdim=True).clamp(min=1).to(h.dtype)
 
 
 def check_pooling(kind: str, causal: bool) -> None:
