@@ -4,7 +4,9 @@ from __future__ import annotations
 import pytest
 
 from linmix.bench.decode import DecodeConfig
+from linmix.bench.long import LongConfig
 from linmix.bench.ops import OpsConfig
+from linmix.bench.recall import RecallConfig
 from linmix.bench.train_speed import TrainConfig
 
 #: the smallest configs that still exercise every code path (memory probes included)
@@ -15,6 +17,12 @@ TINY = {
                            device="cpu", threads=1),
     "train": TrainConfig(lengths=[16, 32], models="attention,summation", d_model=16, n_heads=2, vocab_size=11,
                          tokens_per_step=64, steps=1, warmup=1, device="cpu", threads=1),
+    "long": LongConfig(models="summation,attention", datasets="none", d_model=16, n_heads=2, passkey_train_len=16,
+                       passkey_steps=1, batch_size=2, passkey_lengths=[16, 32], passkey_depths=[0.5, 1.0],
+                       passkey_samples=1, device="cpu", threads=1),
+    "recall": RecallConfig(mixers=["attention", "fnet"], hybrids=[], sizes="16x2", d_models=[16], vocab_size=32,
+                           max_steps=2, eval_every=1, warmup_steps=1, val_examples=4, test_examples=4, lrs=[1e-3],
+                           seeds=1, device="cpu", threads=1),
 }
 
 

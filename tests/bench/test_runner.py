@@ -18,6 +18,13 @@ SCHEMA = {
                              "README.md"}),
     "train": ({"model", "layers", "T", "batch_size", "params", "step_ms", "tokens_per_s", "speedup_vs_attention",
                "peak_mem_mib"}, {"train.csv", "train.json", "train.md", "train_tokens_per_s.png", "README.md"}),
+    "long": ({"task", "subject", "model", "layers", "positional", "T", "depth", "status", "ppl", "accuracy",
+              "tokens_evaluated", "seconds_per_seq", "params", "train_len"},
+             {"long.csv", "long.json", "long.md", "long_passkey_summation.png", "long_cost.png", "README.md"}),
+    "recall": ({"case", "model", "layers", "d_model", "mlp", "T", "kv", "best_lr", "accuracy", "accuracy_std",
+                "seeds", "steps_to_target", "chance", "at_chance", "state_bytes"},
+               {"recall.csv", "recall.json", "recall.md", "recall_accuracy_vs_state.png", "recall_accuracy_vs_kv.png",
+                "README.md"}),
 }
 
 

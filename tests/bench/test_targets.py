@@ -28,7 +28,7 @@ def _target(**keys) -> str:
 BASE = dict(name="t", check="value", subject="a", metric="ms", op="<=", threshold=1.0)
 
 
-@pytest.mark.parametrize("bench", ["ops", "decode", "train"])
+@pytest.mark.parametrize("bench", ["ops", "decode", "train", "long"])
 def test_the_packaged_file_has_every_bench(bench):
     targets = load_targets(bench).targets
     assert targets and all(t.check in CHECK_KEYS for t in targets)

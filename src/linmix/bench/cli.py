@@ -113,11 +113,77 @@ def _train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default=None, choices=("float32", "bfloat16"))
 
 
+def _long(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models", default=None,
+                   help="subset of the causal mixer stacks (attention,summation,...,hybrid), or name=layers;...")
+    p.add_argument("--n-heads", type=int, default=None, help="attention heads (default 4)")
+    p.add_argument("--datasets", default=None,
+                   help="corpus:tokenizer list (default tinyshakespeare:char,wikitext2:bpe; none: passkey only)")
+    p.add_argument("--data-dir", default=None, help="datasets folder (default $LINMIX_DATA)")
+    p.add_argument("--bpe-vocab", type=int, default=None, help="BPE vocabulary (default 8192)")
+    p.add_argument("--positionals", default=None, help="learned,none,multiplicative subset (default learned,none)")
+    p.add_argument("--train-len", type=int, default=None, help="training length T_train (default 256)")
+    p.add_argument("--train-steps", type=int, default=None, help="LM training steps per model (default 1000)")
+    p.add_argument("--batch-size", type=int, default=None, help="training batch (default 16)")
+    p.add_argument("--lr", type=float, default=None, help="AdamW peak learning rate, every model (default 1e-3)")
+    p.add_argument("--eval-lengths", default=None, help="256:65536 (doubling) or a list (default 256:65536)")
+    p.add_argument("--eval-tokens", type=int, default=None,
+                   help="validation tokens scored per length, at least one window (default 65536)")
+    p.add_argument("--no-extend", dest="extend", action="store_false", default=None,
+                   help="evaluate the trained model as built (longer T: 'cannot run past max_len')")
+    p.add_argument("--no-passkey", dest="passkey", action="store_false", default=None, help="skip passkey")
+    p.add_argument("--passkey-train-len", type=int, default=None, help="passkey training length (default 512)")
+    p.add_argument("--passkey-steps", type=int, default=None, help="passkey training steps (default 1000)")
+    p.add_argument("--passkey-lengths", default=None, help="passkey test lengths (default 1024,4096,16384,65536)")
+    p.add_argument("--passkey-depths", default=None, help="key depths in [0, 1] (default 0,0.25,0.5,0.75,1)")
+    p.add_argument("--passkey-samples", type=int, default=None, help="sequences per (T, depth) (default 10)")
+    p.add_argument("--passkey-filler", default=None, choices=("random", "sentence"))
+    p.add_argument("--point-budget-s", type=float, default=None,
+                   help="skip a point (and longer ones) predicted to take longer (default 300)")
+
+
+def _recall(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mixers", default=None,
+                   help="comma-separated mixers, each trained as a 2-layer LM (default: every mixer with a causal "
+                        "form; bidirectional-only ones are skipped and listed)")
+    p.add_argument("--hybrids", default=None,
+                   help="';'-separated 2-layer specs (default summation,attention;spectral,local_attention; '' none)")
+    p.add_argument("--d-models", default=None, help="widths (default 64,128; --d-model D runs one)")
+    p.add_argument("--sizes", default=None, help="T x kv list (default 64x4,128x8,256x16,256x4,256x8,256x32,256x64)")
+    p.add_argument("--mlp", default=None, choices=("on", "off", "both"), help="MLP in each block (default on)")
+    p.add_argument("--lrs", default=None, help="learning rates, best reported (default 3e-4,1e-3,3e-3)")
+    p.add_argument("--seeds", type=int, default=None, help="seeds per point (default 3)")
+    p.add_argument("--cut", default=None, choices=("none", "seeds", "sizes"),
+                   help="seeds: all seeds only at (128, 8), 1 elsewhere; sizes: also only 64x4,128x8,256x16")
+    p.add_argument("--vocab-size", type=int, default=None, help="vocabulary V (default 8192)")
+    p.add_argument("--power-a", type=float, default=None, help="power law of the query slots (default 0.01)")
+    p.add_argument("--zero-filler", dest="random_filler", action="store_const", const=False, default=None,
+                   help="filler id 0 (default: random tokens)")
+    p.add_argument("--batch-size", type=int, default=None, help="training batch (default 64)")
+    p.add_argument("--max-steps", type=int, default=None, help="training steps per run at most (default 2000)")
+    p.add_argument("--eval-every", type=int, default=None, help="steps between validations (default 100)")
+    p.add_argument("--warmup-steps", type=int, default=None, help="linear warm-up steps (default 100)")
+    p.add_argument("--schedule", default=None, choices=("cosine", "constant"), help="after warm-up (default cosine)")
+    p.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay (default 0.1)")
+    p.add_argument("--grad-clip", type=float, default=None, help="gradient norm clip, 0 off (default 1.0)")
+    p.add_argument("--n-heads", type=int, default=None, help="heads of the mixers that take them (default 1)")
+    p.add_argument("--ffn-mult", type=int, default=None, help="MLP width multiple when on (default 4)")
+    p.add_argument("--positional", default=None, choices=("learned", "none", "multiplicative"))
+    p.add_argument("--target-accuracy", type=float, default=None, help="early stop / steps-to (default 0.99)")
+    p.add_argument("--val-examples", type=int, default=None, help="fixed validation examples (default 256)")
+    p.add_argument("--test-examples", type=int, default=None, help="fixed test examples (default 1000)")
+    p.add_argument("--check", action="store_true", default=None,
+                   help="harness check only: attention, d=64, T=128, kv=8, one seed")
+
+
 #: sub-command -> (help, default output folder, its own options)
 COMMANDS = {
     "ops": ("latency and memory of every mixer vs length, against attention and floors", "results/ops", _ops),
     "decode": ("per-token latency and memory of LanguageModel.generate vs position", "results/decode", _decode),
     "train": ("end-to-end training tokens/s of same-size LMs vs length", "results/train", _train),
+    "long": ("length extrapolation, passkey retrieval and cost of causal LMs at long context", "results/long", _long),
+    "recall": ("multi-query associative recall (MQAR) of every causal mixer vs state size; resumable",
+               "results/recall", _recall),
 }
 
 

@@ -24,7 +24,8 @@ from linmix.bench.targets import check_targets
 from linmix.bench.timing import num_threads, resolve_device
 
 #: benchmark name (as in ``linmix bench NAME`` and the output file names) -> its module
-BENCHES = {"ops": "linmix.bench.ops", "decode": "linmix.bench.decode", "train": "linmix.bench.train_speed"}
+BENCHES = {"ops": "linmix.bench.ops", "decode": "linmix.bench.decode", "train": "linmix.bench.train_speed",
+           "long": "linmix.bench.long", "recall": "linmix.bench.recall"}
 
 
 def bench_module(name: str) -> ModuleType:

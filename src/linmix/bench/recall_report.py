@@ -1,0 +1,131 @@
+"""The ``recall.md`` tables and the two plots of ``linmix bench recall`` (see :mod:`linmix.bench.recall`)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from linmix.bench.report import md_table, sections, targets_markdown
+
+
+def _sizes(rows: list[dict]) -> list[tuple[int, int]]:
+    return sorted({(r["T"], r["kv"]) for r in rows})
+
+
+def _groups(rows: list[dict]) -> list[tuple[int, bool]]:
+    return list(dict.fromkeys((r["d_model"], r["mlp"]) for r in rows))
+
+
+def _acc(r: dict) -> str:
+    text = f"{r['accuracy']:.3f}" + (f" ± {r['accuracy_std']:.3f}" if r["seeds"] > 1 else "")
+    return text + (f" (chance {r['chance']:.2f})" if r["at_chance"] else "")
+
+
+def _steps(r: dict) -> str:
+    if r["steps_to_target"] is None:
+        return "not reached"
+    return f"{r['steps_to_target']:.0f}" + (f" ({r['reached']})" if r["seeds"] > 1 else "")
+
+
+def _table(rows: list[dict], d: int, mlp: bool, cell) -> str:
+    mine = [r for r in rows if r["d_model"] == d and r["mlp"] == mlp]
+    sizes = _sizes(mine)
+    by = {(r["model"], r["T"], r["kv"]): r for r in mine}
+    body = [[f"`{m}`"] + [cell(by[(m, T, kv)]) if (m, T, kv) in by else "" for T, kv in sizes]
+            for m in dict.fromkeys(r["model"] for r in mine)]
+    return md_table(["model"] + [f"T={T}, kv={kv}" for T, kv in sizes], body)
+
+
+def _bytes(n: int | None) -> str:
+    if n is None:
+        return "n/a"
+    for unit, size in (("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
+
+
+def markdown(result: dict) -> str:
+    """Accuracy (mean ± spread over seeds, best LR), steps to the target, state bytes, ceilings, targets."""
+    rows, cfg, summary = result["rows"], result["meta"]["config"], result["summary"]
+    excluded = "; ".join(f"`{m}`: {why}" for m, why in summary.get("excluded", {}).items()) or "none"
+    check = summary.get("harness_check")
+    intro = (f"2-layer causal LMs, vocabulary {cfg['vocab_size']} (keys {1}..{cfg['vocab_size'] // 2 - 1}, values "
+             f"{cfg['vocab_size'] // 2}..{cfg['vocab_size'] - 1}), query slots from a power law a={cfg['power_a']}, "
+             f"{'random' if cfg['random_filler'] else 'zero'} filler; AdamW (wd {cfg['weight_decay']}), batch "
+             f"{cfg['batch_size']}, up to {cfg['max_steps']} steps, {cfg['warmup_steps']} warm-up then "
+             f"{cfg['schedule']}, learning rates {cfg['lrs']} (best reported), {cfg['seeds']} seed(s); early stop at "
+             f"{cfg['target_accuracy']} on {cfg['val_examples']} fixed validation examples, accuracy on "
+             f"{cfg['test_examples']} fixed test examples (both hashed from the generator config). "
+             f"{cfg['n_heads']} head(s), {cfg['positional']} positions, MLP {cfg['ffn_mult']}D when on. "
+             f"Chance = 1/kv (a guess among the example's values); a cell within noise of it says so.\n\n"
+             f"Excluded: {excluded}.\n\nCut: {cfg.get('cut_note') or 'nothing'}.")
+    if check:
+        intro += (f"\n\nHarness check (attention, d=64, T=128, kv=8): {check['accuracy']:.3f} vs "
+                  f"{check['target']}: {'passed' if check['passed'] else 'FAILED'}.")
+    parts = [("", intro)]
+    for d, mlp in _groups(rows):
+        tag = f"d={d}, {'with' if mlp else 'without'} MLP"
+        parts.append((f"Test accuracy ({tag})", _table(rows, d, mlp, _acc)))
+        parts.append((f"Steps to {cfg['target_accuracy']} validation accuracy ({tag})", _table(rows, d, mlp, _steps)))
+    state = {(r["model"], r["d_model"], r["T"]): r["state_bytes"] for r in rows}
+    lengths = sorted({k[2] for k in state})
+    body = [[f"`{m}`", d] + [_bytes(state.get((m, d, T))) for T in lengths]
+            for m, d in dict.fromkeys((k[0], k[1]) for k in state)]
+    parts.append(("Decoding state after a length-T prompt (all layers)",
+                  md_table(["model", "d_model"] + [f"T={T}" for T in lengths], body)))
+    local = [r for r in rows if r.get("ceiling") is not None]
+    if local:
+        parts.append(("local_attention: score beside its window's ceiling",
+                      "Ceiling: the share of test queries whose pair's value token lies inside the last layer's "
+                      "window (a one-hop read); two stacked windows could in principle reach further.\n\n"
+                      + md_table(["model", "d_model", "MLP", "T", "kv", "window", "accuracy", "ceiling"],
+                                 [[f"`{r['model']}`", r["d_model"], "on" if r["mlp"] else "off", r["T"], r["kv"],
+                                   r["window"], f"{r['accuracy']:.3f}", f"{r['ceiling']:.3f}"] for r in local])))
+    parts.append(("Targets", targets_markdown(summary["targets"])))
+    return sections(*parts)
+
+
+def plot(result: dict, out: Path) -> list[Path]:
+    """``recall_accuracy_vs_state.png`` (log x) and ``recall_accuracy_vs_kv.png`` (the largest T)."""
+    from linmix.bench import plots  # noqa: F401  (Agg backend)
+    import matplotlib.pyplot as plt
+
+    rows = result["rows"]
+    paths = []
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for model in dict.fromkeys(r["model"] for r in rows):
+        pts = sorted((r["state_bytes"], r["accuracy"]) for r in rows if r["model"] == model and r["state_bytes"])
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", linestyle="none", label=model)
+    ax.set_xscale("log")
+    ax.set_xlabel("decoding state after a length-T prompt (bytes)")
+    ax.set_ylabel("MQAR test accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title("accuracy vs state size (every width and size)", fontsize=10)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    fig.tight_layout()
+    paths.append(out / "recall_accuracy_vs_state.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    T = max(r["T"] for r in rows)
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for (model, d, mlp) in dict.fromkeys((r["model"], r["d_model"], r["mlp"]) for r in rows if r["T"] == T):
+        pts = sorted((r["kv"], r["accuracy"]) for r in rows
+                     if r["T"] == T and (r["model"], r["d_model"], r["mlp"]) == (model, d, mlp))
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o",
+                label=f"{model} d={d}{'' if mlp else ' no-MLP'}")
+    kvs = sorted({r["kv"] for r in rows if r["T"] == T})
+    ax.plot(kvs, [1 / kv for kv in kvs], linestyle=":", color="0.5", label="chance (1/kv)")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("key-value pairs kv")
+    ax.set_ylabel("MQAR test accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(f"accuracy vs kv at T={T}", fontsize=10)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    fig.tight_layout()
+    paths.append(out / "recall_accuracy_vs_kv.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+    return paths

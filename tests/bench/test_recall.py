@@ -1,0 +1,110 @@
+"""``linmix bench recall``: the plan (cuts, check, exclusions), the loop's pieces, a tiny CLI run writing its
+files, and the resume that skips finished runs."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from linmix.bench import recall
+from linmix.bench.recall import RecallConfig, plan
+from linmix.bench.recall_train import fixed_sets, learning_rate, scored, build_model, state_bytes
+from linmix.data.synthetic.mqar import window_ceiling
+
+TINY_ARGS = ["--sizes", "16x2", "--d-model", "16", "--vocab-size", "32", "--max-steps", "4", "--eval-every", "2",
+             "--warmup-steps", "1", "--val-examples", "8", "--test-examples", "8", "--lrs", "1e-3",
+             "--device", "cpu", "--threads", "1", "--no-progress"]
+
+
+def tiny(**kw) -> RecallConfig:
+    base = dict(sizes="16x2", d_models=[16], vocab_size=32, max_steps=4, eval_every=2, warmup_steps=1,
+                val_examples=8, test_examples=8, lrs=[1e-3], seeds=1, hybrids=[], device="cpu", threads=1)
+    return RecallConfig(**(base | kw))
+
+
+def test_default_plan_skips_bidirectional_mixers_and_cuts_seeds_then_sizes():
+    cfg = RecallConfig()
+    assert "fnet" in cfg.excluded() and "fnet" not in cfg.models()
+    assert cfg.models()["attention"] == "attention,attention" and cfg.models()["summation,attention"] == \
+        "summation,attention"
+    full = plan(cfg)
+    assert {r["seed"] for r in full} == {0, 1, 2} and len({(r["T"], r["kv"]) for r in full}) == 7
+    seeds = RecallConfig(cut="seeds")
+    per_size = {}
+    for r in plan(seeds):
+        per_size.setdefault((r["T"], r["kv"]), set()).add(r["seed"])
+    assert per_size[(128, 8)] == {0, 1, 2} and all(len(s) == 1 for k, s in per_size.items() if k != (128, 8))
+    assert "seeds cut" in seeds.cut_note()
+    sizes = RecallConfig(cut="sizes")
+    assert sizes.plan_sizes() == [(64, 4), (128, 8), (256, 16)] and "(256, 64) not run" in sizes.cut_note()
+    assert RecallConfig().cut_note() == ""
+
+
+def test_check_is_attention_d64_at_the_headline_size_and_bad_settings_fail_early():
+    cfg = RecallConfig(check=True)
+    assert cfg.models() == {"attention": "attention,attention"} and cfg.plan_sizes() == [(128, 8)]
+    assert {(r["d_model"], r["seed"]) for r in plan(cfg)} == {(64, 0)} and len(plan(cfg)) == len(cfg.lrs)
+    with pytest.raises(ValueError, match="no causal model"):
+        tiny(mixers=["fnet"]).validate()
+    with pytest.raises(ValueError, match="4 \\* num_kv"):
+        tiny(sizes="16x8").validate()
+    with pytest.raises(ValueError, match="64x4"):
+        tiny(sizes="16by2")
+
+
+def test_logits_only_at_the_queries_and_the_schedule():
+    cfg = tiny()
+    model = build_model("attention,attention", cfg, 16, 16, False, 0)
+    x, y = fixed_sets(cfg, 16, 2)["test"]
+    logits, target = scored(model, x, y)
+    assert logits.shape == (8 * 2, 32) and torch.equal(target, y[y != -100])
+    assert model.encoder.layers[0].ffn is None  # no MLP: ffn_mult 0
+    cfg = RecallConfig(max_steps=1000, warmup_steps=100)
+    assert learning_rate(0, 1.0, cfg) == pytest.approx(0.01) and learning_rate(99, 1.0, cfg) == 1.0
+    assert learning_rate(550, 1.0, cfg) == pytest.approx(0.5) and learning_rate(999, 1.0, cfg) < 1e-4
+    assert state_bytes(build_model("attention,attention", cfg, 16, 32, True, 0), 32, torch.device("cpu")) > \
+        state_bytes(build_model("attention,attention", cfg, 16, 16, True, 0), 16, torch.device("cpu")) > 0
+
+
+def test_cli_quick_run_writes_its_files_and_a_rerun_trains_nothing(tmp_path, capsys, monkeypatch):
+    from linmix.cli import main
+
+    out = tmp_path / "recall"
+    argv = ["bench", "recall", "--quick", "--mixers", "attention,local_attention(window=4),fnet", "--hybrids", "",
+            *TINY_ARGS, "--out", str(out)]
+    assert main(argv) == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"recall.csv", "recall.json", "recall.md", "README.md", "recall_runs.jsonl",
+            "recall_accuracy_vs_state.png", "recall_accuracy_vs_kv.png"} <= names
+    runs = (out / "recall_runs.jsonl").read_text().splitlines()
+    assert len(runs) == 2 and {json.loads(r)["model"] for r in runs} == {"attention", "local_attention(window=4)"}
+    md = (out / "recall.md").read_text()
+    assert "`fnet`: bidirectional only" in md and "ceiling" in md and "n/a" in md  # harness target not run here
+    rows = json.loads((out / "recall.json").read_text())["rows"]
+    local = next(r for r in rows if r["model"].startswith("local"))
+    x, y = fixed_sets(tiny(), 16, 2)["test"]
+    assert local["ceiling"] == window_ceiling(x, y, 2, 4) and local["window"] == 4
+    assert all(r["state_bytes"] > 0 and r["chance"] == 0.5 for r in rows)
+
+    def must_not_train(*a, **k):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(recall, "train_run", must_not_train)
+    assert main(argv) == 0
+    assert (out / "recall_runs.jsonl").read_text().splitlines() == runs
+    assert json.loads((out / "recall.json").read_text())["rows"][0]["accuracy"] == rows[0]["accuracy"]
+
+
+def test_resume_reruns_runs_made_under_another_setting(tmp_path, monkeypatch):
+    trained = []
+    real = recall.train_run
+    monkeypatch.setattr(recall, "train_run", lambda spec, *a, **k: trained.append(spec) or real(spec, *a, **k))
+    recall.run(tiny(mixers=["summation"], out=str(tmp_path)), progress=False)
+    recall.run(tiny(mixers=["summation"], out=str(tmp_path)), progress=False)
+    assert len(trained) == 1
+    rows = recall.run(tiny(mixers=["summation"], out=str(tmp_path), max_steps=2), progress=False)
+    assert len(trained) == 2 and rows[0]["model"] == "summation" and rows[0].get("ceiling") is None
+    assert len((tmp_path / recall.RUNS_FILE).read_text().splitlines()) == 2
+    wide = recall.run(tiny(mixers=["local_attention(window=64)"], out=str(tmp_path)), progress=False)
+    assert wide[0]["ceiling"] == 1.0  # a window >= T sees every pair
