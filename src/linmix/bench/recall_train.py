@@ -149,7 +149,7 @@ def train_run(spec: dict, cfg, sets: dict, device: torch.device, on_step=None) -
     model = build_model(spec["layers"], cfg, spec["d_model"], spec["T"], spec["mlp"], spec["seed"]).to(device)
     model.train()
     params = sum(p.numel() for p in model.parameters())
-    opt = torch.optim.AdamW(model.parameters(), lr=spec["lr"], weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=spec["lr"], weight_decay=cfg.weight_decay, betas=(0.9, cfg.beta2))
     stream = hashed_seed(gen, f"train/seed={spec['seed']}")
     curve, reached, step, loss_value = [], None, 0, float("nan")
     for step in range(1, cfg.max_steps + 1):
