@@ -97,16 +97,8 @@ def plot(result: dict, out: Path) -> list[Path]:
         if pts:
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", linestyle="none", label=model)
     ax.set_xscale("log")
-    ax.set_xlabel("decoding state after a length-T prompt (bytes)")
-    ax.set_ylabel("MQAR test accuracy")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_title("accuracy vs state size (every width and size)", fontsize=10)
-    ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-    fig.tight_layout()
-    paths.append(out / "recall_accuracy_vs_state.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    paths.append(_finish(fig, ax, "decoding state after a length-T prompt (bytes)",
+                         "accuracy vs state size (every width and size)", out / "recall_accuracy_vs_state.png"))
 
     T = max(r["T"] for r in rows)
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
@@ -118,14 +110,21 @@ def plot(result: dict, out: Path) -> list[Path]:
     kvs = sorted({r["kv"] for r in rows if r["T"] == T})
     ax.plot(kvs, [1 / kv for kv in kvs], linestyle=":", color="0.5", label="chance (1/kv)")
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("key-value pairs kv")
+    paths.append(_finish(fig, ax, "key-value pairs kv", f"accuracy vs kv at T={T}", out / "recall_accuracy_vs_kv.png"))
+    return paths
+
+
+def _finish(fig, ax, xlabel: str, title: str, path: Path) -> Path:
+    """Labels, accuracy axis, legend outside the plot; save and close."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("MQAR test accuracy")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_title(f"accuracy vs kv at T={T}", fontsize=10)
+    ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout()
-    paths.append(out / "recall_accuracy_vs_kv.png")
-    fig.savefig(paths[-1], dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
-    return paths
+    return path
