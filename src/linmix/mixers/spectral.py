@@ -12,7 +12,7 @@ channel, stored as real and imaginary parts, initialised to ``1 + N(0, 0.02^2)``
 the layer starts near the identity). A length ``T`` input uses ``H_T``: the real and imaginary parts linearly
 interpolated onto ``T//2 + 1`` evenly spaced bins (both grids span DC..Nyquist, so bin ``i`` of ``H_T``
 sits at the same relative frequency as position ``i (F-1)/(n-1)`` of ``H``; ``T = max_len`` uses ``H``
-unchanged). As in the seed, the filtering is circular: it is a per-channel circular convolution over the
+unchanged). As in the spectral paper, the filtering is circular: it is a per-channel circular convolution over the
 whole (padded) sequence. Zeroed padding contributes nothing, but the output at real positions does depend
 on the padded length T, because ``H_T`` does.
 
