@@ -3,7 +3,7 @@
 Three task shapes, one loader each:
 
 * :func:`load_lm_text` -> ``str``: a language-modelling corpus (Tiny Shakespeare, WikiText-2, or the
-  texts of a classification dataset joined by newlines, as the seed experiments did for IMDB / AG News).
+  texts of a classification dataset joined by newlines, as the summation papers did for IMDB / AG News).
 * :func:`load_classification` -> :class:`TextClassificationData`: texts, integer labels, label names.
 * :func:`load_regression` -> :class:`MultimodalData`: texts, a float32 numeric matrix and float32 targets.
 

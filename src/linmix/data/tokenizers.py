@@ -9,7 +9,7 @@ Hugging Face-backed tokenizers also write the ``tokenizers`` library's own ``tok
 * :class:`CharTokenizer` — one id per character of the training text; exact round trip on any
   text made of seen characters (the char-level LM baseline, nanoGPT ``shakespeare_char``).
 * :class:`WordTokenizer` — lower-cased regex words, the ``vocab_size`` most frequent kept
-  (10,000 by default, as the seed classifiers used); lossy by design.
+  (10,000 by default, as the summation papers' classifiers used); lossy by design.
 * :class:`~linmix.data.bpe.BPETokenizer` / :func:`~linmix.data.bpe.hub_tokenizer` — byte-level BPE and
   pretrained Hub tokenizers, backed by Hugging Face ``tokenizers`` (in :mod:`linmix.data.bpe`).
 
