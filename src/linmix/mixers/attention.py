@@ -12,6 +12,10 @@ no ``[T, T]`` mask is built. With a padding mask a boolean ``[B, 1, T, T]`` mask
 the future, when causal); every query may always see itself, so no row is empty and nothing is NaN (the
 outputs at padded positions are zeroed by :class:`~linmix.mixers.base.Mixer` anyway).
 
+With ``rotary=True`` the queries and keys are rotated by their absolute positions
+(:mod:`linmix.ops.rotary`) before the scores, so the scores depend on offsets only and the mixer is defined
+at every length; without it the mixer has no notion of order of its own and relies on the model's positions.
+
 Streaming keeps a KV cache preallocated to ``max_len`` positions: 2 * D floats per cached token, O(T)
 memory per sequence, and step ``t`` costs O(t D) (it attends over the whole filled prefix).
 """
@@ -26,6 +30,7 @@ from torch import nn
 
 from linmix.mixers.base import Mixer, MixerState
 from linmix.mixers.registry import register
+from linmix.ops.rotary import apply_rotary
 
 
 def check_heads(d_model: int, n_heads: int) -> int:
@@ -78,12 +83,17 @@ class Attention(Mixer):
     consumed.
     """
 
-    test_grid = ({}, {"n_heads": 1})
+    test_grid = ({}, {"n_heads": 1}, {"rotary": True})
 
-    def __init__(self, d_model: int, max_len: int, causal: bool, n_heads: int = 4) -> None:
+    def __init__(self, d_model: int, max_len: int, causal: bool, n_heads: int = 4, rotary: bool = False) -> None:
         super().__init__(d_model, max_len, causal)
         self.head_dim = check_heads(self.d_model, n_heads)
-        self.n_heads = n_heads
+        if not isinstance(rotary, bool):
+            raise ValueError(f"rotary must be true or false, got {rotary!r}")
+        if rotary and self.head_dim % 2:
+            raise ValueError(f"rotary positions need an even head size; d_model={self.d_model} / "
+                             f"n_heads={n_heads} = {self.head_dim}")
+        self.n_heads, self.rotary = n_heads, rotary
         self.qkv = nn.Linear(self.d_model, 3 * self.d_model)
         self.out = nn.Linear(self.d_model, self.d_model)
 
@@ -93,11 +103,14 @@ class Attention(Mixer):
         return self.max_len
 
     # ------------------------------------------------------------------------------------ pieces
-    def heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Project ``x: [B, T, D]`` to ``q, k, v``, each ``[B, H, T, dh]``."""
+    def heads(self, x: torch.Tensor, start: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Project ``x: [B, T, D]`` (tokens at positions ``start ..``) to ``q, k, v``, each ``[B, H, T, dh]``;
+        with ``rotary`` the queries and keys come back rotated by their positions."""
         B, T, _ = x.shape
         qkv = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        if self.rotary:
+            q, k = apply_rotary(q, start), apply_rotary(k, start)
         return q, k, v
 
     def merge(self, y: torch.Tensor) -> torch.Tensor:
@@ -145,7 +158,7 @@ class Attention(Mixer):
 
     def _step(self, x_t: torch.Tensor, state: KVState) -> tuple[torch.Tensor, KVState]:
         pos = state.pos
-        q, k, v = self.heads(x_t.unsqueeze(1))
+        q, k, v = self.heads(x_t.unsqueeze(1), start=pos)
         slot = pos % self.cache_len
         keys, values = write_slot(state.k, slot, k), write_slot(state.v, slot, v)
         filled = min(pos + 1, self.cache_len)
@@ -168,5 +181,5 @@ class Attention(Mixer):
         return cache.index_copy(2, slots, k[:, :, T - kept:].to(cache.dtype))
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, n_heads={self.n_heads}"
+        return f"{super().extra_repr()}, n_heads={self.n_heads}" + (", rotary=True" if self.rotary else "")
 

@@ -36,10 +36,11 @@ class LocalAttention(Attention):
     token for at most ``window`` tokens, constant in the position.
     """
 
-    test_grid = ({}, {"window": 5, "n_heads": 2})
+    test_grid = ({}, {"window": 5, "n_heads": 2}, {"window": 5, "rotary": True})
 
-    def __init__(self, d_model: int, max_len: int, causal: bool, window: int = 128, n_heads: int = 4) -> None:
-        super().__init__(d_model, max_len, causal, n_heads=n_heads)
+    def __init__(self, d_model: int, max_len: int, causal: bool, window: int = 128, n_heads: int = 4,
+                 rotary: bool = False) -> None:
+        super().__init__(d_model, max_len, causal, n_heads=n_heads, rotary=rotary)
         self.window = check_positive_int("window", window)
 
     @property
