@@ -39,6 +39,9 @@ def test_default_plan_skips_bidirectional_mixers_and_cuts_seeds_then_sizes():
     sizes = RecallConfig(cut="sizes")
     assert sizes.plan_sizes() == [(64, 4), (128, 8), (256, 16)] and "(256, 64) not run" in sizes.cut_note()
     assert RecallConfig().cut_note() == ""
+    assert (full[0]["T"], full[0]["kv"]) == (128, 8)  # headline first: a grid stopped early still has it
+    small = RecallConfig(d_model=64, seeds=1)
+    assert small.cut_note() == "seeds cut: 1 per point; widths cut: d=128 not run"
 
 
 def test_check_is_attention_d64_at_the_headline_size_and_bad_settings_fail_early():
@@ -108,3 +111,12 @@ def test_resume_reruns_runs_made_under_another_setting(tmp_path, monkeypatch):
     assert len((tmp_path / recall.RUNS_FILE).read_text().splitlines()) == 2
     wide = recall.run(tiny(mixers=["local_attention(window=64)"], out=str(tmp_path)), progress=False)
     assert wide[0]["ceiling"] == 1.0  # a window >= T sees every pair
+
+
+def test_a_failed_harness_check_exits_nonzero_and_says_so(tmp_path, capsys):
+    from linmix.cli import main
+
+    argv = ["bench", "recall", "--check", *TINY_ARGS, "--max-steps", "2", "--out", str(tmp_path / "check")]
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    assert "harness check FAILED: attention reached" in out and "(target 0.99)" in out

@@ -30,7 +30,7 @@ __all__ = [
     "test_output_shape_and_dtype", "test_bfloat16_is_close_to_float32", "test_fast_matches_reference",
     "test_padding_garbage_changes_nothing", "test_right_padding_equals_the_unpadded_run", "test_causality",
     "test_step_equals_parallel", "test_prefill_then_step_equals_parallel", "test_state_is_a_copyable_mixer_state",
-    "test_decoding_past_max_len_is_a_clear_error", "test_gradcheck", "test_bad_input_is_a_clear_value_error",
+    "test_decoding_past_max_len_is_a_clear_error", "test_length_free_mixers_run_past_max_len", "test_gradcheck", "test_bad_input_is_a_clear_value_error",
     "test_bidirectional_mixers_refuse_to_stream", "test_input_is_not_mutated",
 ]
 
@@ -224,10 +224,31 @@ def test_state_is_a_copyable_mixer_state(causal_case: Case) -> None:
 
 def test_decoding_past_max_len_is_a_clear_error(causal_case: Case) -> None:
     m = causal_case.build(max_len=4)
+    if m.length_free:
+        pytest.skip("length-free: decoding past max_len is allowed (test_length_free_mixers_run_past_max_len)")
     _, state = m.prefill(inputs(3))
     _, state = m.step(inputs(1)[:, 0], state)
     with pytest.raises(ValueError, match="max_len=4"):
         m.step(inputs(1)[:, 0], state)
+
+
+def test_length_free_mixers_run_past_max_len(case: Case) -> None:
+    """A length-free mixer built with max_len=8 takes 40 tokens in parallel (== reference) and, when causal,
+    decodes them by prefill + step with the parallel outputs; the others refuse the 40 tokens."""
+    m = case.build(max_len=8)
+    x = inputs(40)
+    if not m.length_free:
+        with pytest.raises(ValueError, match="exceeds max_len=8"):
+            m(x)
+        return
+    y = m(x)
+    torch.testing.assert_close(y, m.reference(x), **TOL)
+    if case.causal:
+        with torch.no_grad():
+            y_pre, state = m.prefill(x[:, :5])
+        y_step, state = stream(m, x[:, 5:], state)
+        torch.testing.assert_close(torch.cat([y_pre, y_step], 1), y, **TOL)
+        assert state.pos == 40
 
 
 def test_bidirectional_mixers_refuse_to_stream(bidirectional_case: Case) -> None:
@@ -255,8 +276,8 @@ def test_gradcheck(case: Case) -> None:
 def test_bad_input_is_a_clear_value_error(case: Case) -> None:
     m = case.build(torch.float32, max_len=32)
     x = torch.randn(1, 4, D)
-    bad = [
-        (torch.randn(1, 33, D), None, "exceeds max_len=32"),
+    bad = [] if m.length_free else [(torch.randn(1, 33, D), None, "exceeds max_len=32")]
+    bad += [
         (torch.randn(4, D), None, r"\[B, T, D=16\]"),
         (torch.randn(1, 4, D + 1), None, r"\[B, T, D=16\]"),
         (torch.ones(1, 4, D, dtype=torch.long), None, "floating-point"),

@@ -89,6 +89,21 @@ def test_rolling_cache_is_bounded_by_the_window(window: int) -> None:
     assert state.k.shape == (2, H, min(window, 16), D // H)
 
 
+def test_rolling_cache_past_max_len_stays_bounded_by_the_window() -> None:
+    """window 20 > max_len 16: the cache grows to the window, then rolls; step == parallel over 60 tokens."""
+    m = make(True, window=20)
+    assert m.length_free
+    x = torch.randn(2, 60, D, dtype=torch.float64)
+    with torch.no_grad():
+        y_pre, state = m.prefill(x[:, :10])
+        ys = [y_pre]
+        for t in range(10, 60):
+            y_t, state = m.step(x[:, t], state)
+            ys.append(y_t.unsqueeze(1))
+            assert state.k.shape[2] == (16 if t < 16 else 20)
+    torch.testing.assert_close(torch.cat(ys, 1), m(x), rtol=1e-10, atol=1e-10)
+
+
 def test_window_errors() -> None:
     for window in (0, -2, 2.5):
         with pytest.raises(ValueError, match="window must be a positive integer"):

@@ -69,7 +69,7 @@ def test_lm_input_errors_name_the_problem():
     with pytest.raises(ValueError, match=r"\[B, T\]"):
         lm(torch.zeros(4, dtype=torch.long))
     with pytest.raises(ValueError, match="positional"):
-        linmix.LanguageModel(V, layers="summation", positional="rotary")
+        linmix.LanguageModel(V, layers="summation", positional="alibi")
 
 
 def test_tied_head_shares_the_embedding():

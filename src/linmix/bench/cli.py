@@ -63,6 +63,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         extra = f" ({t['detail']})" if t.get("detail") else ""
         print(f"[{t['status']:>6}] {t['target']}: {t['measured']}{extra}")
     print(f"wrote {', '.join(str(f) for f in files)}")
+    check = result["summary"].get("harness_check")
+    if getattr(config, "check", False) and check is not None:
+        verdict = "passed" if check["passed"] else "FAILED"
+        print(f"harness check {verdict}: attention reached {check['accuracy']:.3f} (target {check['target']})")
+        return 0 if check["passed"] else 1
     return 0
 
 

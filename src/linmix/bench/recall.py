@@ -177,10 +177,16 @@ class RecallConfig(BenchConfig):
         return [self.seed + i for i in range(n)]
 
     def cut_note(self) -> str:
-        """What the cut left out, in words (empty when nothing was)."""
+        """What this grid leaves out of the full one (widths 64 and 128, 3 seeds, every default size), in
+        words (empty when nothing was)."""
         notes = []
-        if self.cut != "none" and self.seeds > 1:
+        if self.seeds < 3:
+            notes.append(f"seeds cut: {self.seeds} per point")
+        elif self.cut != "none":
             notes.append(f"seeds cut: {self.seeds} at (T, kv) = {HEADLINE}, 1 elsewhere")
+        missing = [d for d in (64, 128) if d not in self.d_models]
+        if missing:
+            notes.append("widths cut: d=" + ", ".join(map(str, missing)) + " not run")
         dropped = [s for s in self.sizes if s not in self.plan_sizes()]
         if dropped:
             notes.append("sizes cut: " + ", ".join(f"({T}, {kv})" for T, kv in dropped) + " not run")
@@ -195,9 +201,11 @@ Config = RecallConfig  # the bench interface (see linmix.bench.runner)
 
 
 def plan(cfg: RecallConfig) -> list[dict]:
-    """Every run of the config, in the order they train (size, width, MLP, model, lr, seed)."""
+    """Every run of the config, in the order they train (size, width, MLP, model, lr, seed); the headline
+    size (128, 8) goes first, so a grid stopped part-way has its headline table complete."""
     runs = []
-    for T, kv in cfg.plan_sizes():
+    sizes = cfg.plan_sizes()
+    for T, kv in sorted(sizes, key=lambda s: s != HEADLINE):
         for d in cfg.d_models:
             for mlp in MLP_MODES[cfg.mlp]:
                 for label, layers in cfg.models().items():

@@ -6,6 +6,8 @@ A preset of :class:`linmix.mixers.summation.SumMixer` with no positional modulat
     y[t] = s[t] / norm[t] + noise,   noise ~ N(0, noise_std^2) while training
 
 O(T) time and memory through the same blockwise prefix sum; the streaming state is the running sum (O(D)).
+Nothing in it depends on the position, so it is length-free: sequences and decoding positions past
+``max_len`` are the same layer.
 """
 from __future__ import annotations
 

@@ -16,8 +16,13 @@ With ``rotary=True`` the queries and keys are rotated by their absolute position
 (:mod:`linmix.ops.rotary`) before the scores, so the scores depend on offsets only and the mixer is defined
 at every length; without it the mixer has no notion of order of its own and relies on the model's positions.
 
-Streaming keeps a KV cache preallocated to ``max_len`` positions: 2 * D floats per cached token, O(T)
-memory per sequence, and step ``t`` costs O(t D) (it attends over the whole filled prefix).
+Streaming keeps a KV cache that grows with the decode: it starts with ``min(max_len, 64)`` slots and
+doubles whenever the position reaches its capacity (amortised O(D) copying per token): 2 * D floats per
+cached token, O(T) memory per sequence, and step ``t`` costs O(t D) (it attends over the whole prefix).
+
+Nothing in the mixer is sized by ``max_len`` (no per-position table; rotary scores are relative, and
+without rotary order comes from the model), so it is length-free: sequences and decoding positions past
+``max_len`` are the same mixer, the cache simply keeps growing.
 """
 from __future__ import annotations
 
@@ -52,6 +57,15 @@ def check_positive_int(name: str, value: int) -> int:
     return value
 
 
+#: slots a fresh KV cache holds (at most ``max_len``) before it first doubles
+INITIAL_CACHE_LEN = 64
+
+
+def grown(cache: torch.Tensor, capacity: int) -> torch.Tensor:
+    """``cache: [B, H, L, dh]`` zero-extended to ``capacity`` slots (a new tensor; autograd flows through)."""
+    return F.pad(cache, (0, 0, 0, capacity - cache.shape[2]))
+
+
 def write_slot(cache: torch.Tensor, slot: int, value: torch.Tensor) -> torch.Tensor:
     """Store ``value: [B, H, 1, dh]`` at position ``slot`` of ``cache: [B, H, L, dh]``.
 
@@ -67,7 +81,8 @@ def write_slot(cache: torch.Tensor, slot: int, value: torch.Tensor) -> torch.Ten
 
 @dataclass
 class KVState(MixerState):
-    """Key and value caches ``[B, H, cache_len, dh]``; position ``p`` lives at slot ``p % cache_len``."""
+    """Key and value caches ``[B, H, capacity, dh]``; position ``p`` lives at slot ``p`` (full attention,
+    the capacity grows) or ``p % window`` (a rolling window cache)."""
 
     k: torch.Tensor | None = None
     v: torch.Tensor | None = None
@@ -78,9 +93,9 @@ class Attention(Mixer):
     """Multi-head softmax attention (fused qkv, scaled_dot_product_attention, KV cache for step).
 
     See the module docstring for the exact formula. Streaming state: :class:`KVState`, ``k`` and ``v``
-    caches of shape ``[B, H, cache_len, dh]`` (``cache_len = max_len``): 2 * D floats per cached token,
-    O(T) memory. :meth:`step` writes the cache in place when autograd is off, so the state passed in is
-    consumed.
+    caches of shape ``[B, H, capacity, dh]``, the capacity doubling as decoding reaches it: 2 * D floats per
+    cached token, O(T) memory. :meth:`step` writes the cache in place when autograd is off, so the state
+    passed in is consumed. Length-free: past ``max_len`` the cache keeps growing.
     """
 
     test_grid = ({}, {"n_heads": 1}, {"rotary": True})
@@ -98,9 +113,25 @@ class Attention(Mixer):
         self.out = nn.Linear(self.d_model, self.d_model)
 
     @property
-    def cache_len(self) -> int:
-        """Positions the streaming KV cache holds."""
-        return self.max_len
+    def length_free(self) -> bool:
+        """No per-position table and a cache that grows: the same mixer at every length."""
+        return True
+
+    @property
+    def cache_limit(self) -> int | None:
+        """Most positions the streaming cache ever holds (None: every position, the cache grows)."""
+        return None
+
+    def cache_capacity(self, needed: int) -> int:
+        """Slots for ``needed`` positions: ``min(max_len, 64)`` doubled until they fit, capped at the limit."""
+        capacity = min(self.max_len, INITIAL_CACHE_LEN)
+        while capacity < needed:
+            capacity *= 2
+        return capacity if self.cache_limit is None else min(capacity, self.cache_limit)
+
+    def cache_slot(self, pos: int | torch.Tensor) -> int | torch.Tensor:
+        """The cache slot of position ``pos``: ``pos`` itself, or ``pos % limit`` for a rolling cache."""
+        return pos if self.cache_limit is None else pos % self.cache_limit
 
     # ------------------------------------------------------------------------------------ pieces
     def heads(self, x: torch.Tensor, start: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -153,15 +184,20 @@ class Attention(Mixer):
 
     # ----------------------------------------------------------------------------- streaming form
     def _init_state(self, batch_size: int) -> KVState:
-        shape = (batch_size, self.n_heads, self.cache_len, self.head_dim)
+        shape = (batch_size, self.n_heads, self.cache_capacity(1), self.head_dim)
         return KVState(0, self.qkv.weight.new_zeros(shape), self.qkv.weight.new_zeros(shape))
 
     def _step(self, x_t: torch.Tensor, state: KVState) -> tuple[torch.Tensor, KVState]:
+        """Write the token's key and value (doubling the cache when it is full), attend over the filled slots."""
         pos = state.pos
         q, k, v = self.heads(x_t.unsqueeze(1), start=pos)
-        slot = pos % self.cache_len
-        keys, values = write_slot(state.k, slot, k), write_slot(state.v, slot, v)
-        filled = min(pos + 1, self.cache_len)
+        slot = self.cache_slot(pos)
+        keys, values = state.k, state.v
+        if slot >= keys.shape[2]:
+            capacity = self.cache_capacity(pos + 1)
+            keys, values = grown(keys, capacity), grown(values, capacity)
+        keys, values = write_slot(keys, slot, k), write_slot(values, slot, v)
+        filled = min(pos + 1, keys.shape[2])
         y = F.scaled_dot_product_attention(q.to(keys.dtype), keys[:, :, :filled], values[:, :, :filled])
         return self.merge(y.to(q.dtype)).squeeze(1), KVState(pos + 1, keys, values)
 
@@ -172,11 +208,12 @@ class Attention(Mixer):
         return y, KVState(x.shape[1], self._cache_from(k), self._cache_from(v))
 
     def _cache_from(self, k: torch.Tensor) -> torch.Tensor:
-        """A cache holding the last ``cache_len`` prompt positions, position ``p`` at slot ``p % cache_len``."""
+        """A cache of :meth:`cache_capacity` slots holding the prompt positions that fit, each at its slot."""
         T = k.shape[2]
-        kept = min(T, self.cache_len)
-        slots = torch.arange(T - kept, T, device=k.device) % self.cache_len
-        shape = (k.shape[0], self.n_heads, self.cache_len, self.head_dim)
+        capacity = self.cache_capacity(T)
+        kept = min(T, capacity)
+        slots = self.cache_slot(torch.arange(T - kept, T, device=k.device))
+        shape = (k.shape[0], self.n_heads, capacity, self.head_dim)
         cache = self.qkv.weight.new_zeros(shape)
         return cache.index_copy(2, slots, k[:, :, T - kept:].to(cache.dtype))
 

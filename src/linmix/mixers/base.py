@@ -11,6 +11,11 @@ A mixer maps ``x: [B, T, D]`` to ``y: [B, T, D]``. A subclass declares its optio
 * ``_init_state(batch_size)``, ``_step(x_t, state)`` and optionally ``_prefill(x)``: streaming decode,
   called only for a causal mixer, with shapes and the ``max_len`` bound already checked. The state is a
   :class:`MixerState` dataclass (the position plus the mixer's own tensors).
+
+``max_len`` bounds a mixer only when something in it is sized by it (a learned per-position table, a
+kernel with ``max_len`` taps). A mixer without such a thing sets :attr:`Mixer.length_free`; it then
+accepts sequences and decoding positions past ``max_len``. Positions of the tokens themselves are the
+model's business: a mixer with no notion of order (attention without rotary) is length-free too.
 """
 from __future__ import annotations
 
@@ -59,7 +64,8 @@ class Mixer(nn.Module):
 
     Attributes:
         d_model: feature size D.
-        max_len: longest sequence (and last decoding position) accepted; beyond it is a ``ValueError``.
+        max_len: longest sequence (and last decoding position) accepted; beyond it is a ``ValueError``
+            unless the mixer is :attr:`length_free`.
         causal: True means ``y[:, t]`` depends only on ``x[:, :t+1]``.
     """
 
@@ -87,6 +93,17 @@ class Mixer(nn.Module):
         self.d_model = int(d_model)
         self.max_len = int(max_len)
         self.causal = bool(causal)
+
+    @property
+    def length_free(self) -> bool:
+        """True when the mixer computes the same function at any length and its streaming state does not
+        need ``max_len`` (no per-position table, nothing sized by ``max_len``): then sequences and decoding
+        positions past ``max_len`` are accepted. False (the default) keeps ``max_len`` a hard bound."""
+        return False
+
+    def length_tie(self) -> str:
+        """What ties this mixer to ``max_len`` and how to avoid it ('' when length-free); models quote it."""
+        return "" if self.length_free else "it is defined only up to max_len"
 
     # ----------------------------------------------------------------------------------- parallel form
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -125,7 +142,7 @@ class Mixer(nn.Module):
         if not x.is_floating_point():
             raise ValueError(f"{type(self).__name__} expects a floating-point x, got {x.dtype}")
         T = x.shape[1]
-        if T > self.max_len:
+        if T > self.max_len and not self.length_free:
             raise ValueError(
                 f"sequence length {T} exceeds max_len={self.max_len}; "
                 f"build the mixer with max_len >= {T} or shorten the input"
@@ -161,7 +178,7 @@ class Mixer(nn.Module):
         if not isinstance(state, MixerState):
             raise ValueError(f"{type(self).__name__}.step expects the state from init_state/prefill, "
                              f"got {type(state).__name__}")
-        if state.pos >= self.max_len:
+        if state.pos >= self.max_len and not self.length_free:
             raise ValueError(f"decoding position {state.pos} reaches max_len={self.max_len}; "
                              "build the model with a larger max_len")
         return self._step(x_t, state)

@@ -10,7 +10,8 @@ a residual stream does not grow with the sequence length). Every output position
 position, so there is no causal form: building it with ``causal=True`` is a ``ValueError``. Zeroed padding
 contributes nothing, but the output at real positions depends on the padded length T through the DFT
 frequencies. FFTs run in float32 (float64 for float64 input) and are cast back, so bfloat16 works.
-Cost: O(T D log(T D)) time, no parameters.
+Cost: O(T D log(T D)) time, no parameters. The transform follows T and nothing is sized by ``max_len``, so
+it accepts sequences past ``max_len`` (length-free; there is no streaming form either way).
 """
 from __future__ import annotations
 
@@ -40,6 +41,11 @@ class FNetMixer(Mixer):
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
         self.norm = norm
+
+    @property
+    def length_free(self) -> bool:
+        """No parameters and no table: the DFT is taken at whatever length the input has."""
+        return True
 
     def _mix(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
         y = torch.fft.fft2(x.to(accumulation_dtype(x.dtype)), dim=(1, 2), norm=self.norm).real

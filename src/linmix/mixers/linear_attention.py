@@ -17,7 +17,8 @@ O(T C dh + T dh^2), memory O(T C + T dh^2 / C) per head: linear in T, with no ``
 per-position ``[T, dh, dh]`` state. Low-precision input is accumulated in float32.
 
 Streaming state: the running ``S`` and ``z`` per head, ``H * (dh^2 + dh)`` floats per sequence, constant in
-the position; each step costs O(D dh).
+the position; each step costs O(D dh). Nothing depends on the position (order comes from causality and the
+model's positions), so the mixer is length-free: sequences and decoding positions past ``max_len`` are fine.
 """
 from __future__ import annotations
 
@@ -67,6 +68,11 @@ class LinearAttention(Mixer):
             raise ValueError(f"eps must be > 0, got {eps!r}")
         self.eps = float(eps)
         self.q, self.k, self.v, self.out = (nn.Linear(self.d_model, self.d_model) for _ in range(4))
+
+    @property
+    def length_free(self) -> bool:
+        """No positions and a state of fixed size: the same mixer at every length."""
+        return True
 
     # ------------------------------------------------------------------------------------ pieces
     def _split(self, t: torch.Tensor) -> torch.Tensor:

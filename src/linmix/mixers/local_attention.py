@@ -15,8 +15,10 @@ and its own (causal), or previous, own and next (bidirectional), through one bat
 mask of the window. As ``b = window`` (or ``b = T`` when the sequence is shorter than the window), those
 neighbouring blocks hold every visible key.
 
-Streaming keeps a rolling cache of the last ``min(window, max_len)`` keys and values: O(window * D)
-memory per sequence whatever the position, and each step costs O(window * D).
+Streaming keeps a rolling cache of the last ``window`` keys and values (it grows by doubling up to the
+window, so a short decode allocates no more than it needs): O(window * D) memory per sequence whatever the
+position, and each step costs O(window * D). Nothing is sized by ``max_len``, so the mixer is length-free:
+sequences and decoding positions past ``max_len`` are the same mixer with the same bounded cache.
 """
 from __future__ import annotations
 
@@ -32,8 +34,8 @@ class LocalAttention(Attention):
     """Sliding-window softmax attention: O(T * window) time and memory, rolling KV cache for step.
 
     See the module docstring for the exact window. Streaming state: a :class:`~linmix.mixers.attention.KVState`
-    whose ``k`` and ``v`` are rolling caches ``[B, H, min(window, max_len), dh]``: 2 * D floats per cached
-    token for at most ``window`` tokens, constant in the position.
+    whose ``k`` and ``v`` are rolling caches ``[B, H, <= window, dh]``: 2 * D floats per cached token for at
+    most ``window`` tokens, constant in the position (also past ``max_len``: the mixer is length-free).
     """
 
     test_grid = ({}, {"window": 5, "n_heads": 2}, {"window": 5, "rotary": True})
@@ -44,9 +46,9 @@ class LocalAttention(Attention):
         self.window = check_positive_int("window", window)
 
     @property
-    def cache_len(self) -> int:
-        """Positions the rolling cache holds: the window, or all of ``max_len`` if that is shorter."""
-        return min(self.window, self.max_len)
+    def cache_limit(self) -> int:
+        """The rolling cache holds the last ``window`` positions at most (position ``p`` at ``p % window``)."""
+        return self.window
 
     def allowed_pairs(self, T: int, device: torch.device) -> torch.Tensor:
         """``[T, T]`` bool, True where key ``s`` lies in the window of query ``t`` (reference form)."""

@@ -2,11 +2,19 @@
 
 What it computes, for ``x: [B, T, D]``::
 
-    u[t] = x[t] * (P[t] + pos_bias)                  # learned positions P ~ N(0, 0.02), pos_bias = 1.0
+    u[t] = x[t] * (P[t] + pos_bias)                  # positions P (below), pos_bias = 1.0
     h[t] = relu(W_k ... relu(W_1 u[t]))              # depth k bias-free Linear(D, D), k in {1, 2}
     s[t] = sum_{i <= t} h[i]      (causal)           # prefix sum: O(T) time, O(T) memory
     s[t] = sum_{i}      h[i]      (bidirectional)    # one global sum broadcast to every position
     y[t] = W_o (s[t] / norm[t])                      # norm = 1, count, or sqrt(count)
+
+The positions ``P`` are, with ``positions="learned"`` (the default, as in the summation papers), a learned
+``[max_len, D]`` table initialised ``N(0, 0.02^2)``: the layer is then defined only up to ``max_len``. With
+``positions="sinusoidal"`` they are ``P[t, d] = a_d * S[t, d]``, the fixed sinusoids of
+:mod:`linmix.ops.sinusoidal` (a geometric ladder of frequencies, half the channels cosines) scaled by a
+learned per-channel amplitude ``a`` that starts at ``0.02 * sqrt(2)`` (so ``P`` starts on the table's RMS
+scale): defined at every position, so the layer is length-free and accepts sequences and decoding
+positions past ``max_len``. ``positional=False`` skips the modulation (length-free as well).
 
 There is no [T, T] object anywhere: the causal form is a blockwise prefix sum (see ``linmix.ops``), so the
 cost of the layer is that of its projections plus a small O(T D) scan. The same machinery, with the
@@ -23,9 +31,11 @@ from linmix.mixers.base import Mixer, MixerState
 from linmix.mixers.registry import register
 from linmix.ops.dtypes import accumulation_dtype
 from linmix.ops.prefix_sum import prefix_sum
+from linmix.ops.sinusoidal import TABLE_SCALE, sinusoids
 from linmix.ops.sum_mix import sum_mix
 
 NORMALIZATIONS = ("none", "count", "sqrt")
+POSITIONS = ("learned", "sinusoidal")
 
 
 @dataclass
@@ -50,6 +60,7 @@ class SumMixer(Mixer):
         causal: bool,
         depth: int = 1,
         positional: bool = True,
+        positions: str = "learned",
         pos_bias: float = 1.0,
         activation: bool = True,
         normalize: str = "none",
@@ -63,23 +74,47 @@ class SumMixer(Mixer):
             raise ValueError(f"depth must be >= 0, got {depth}")
         if noise_std < 0:
             raise ValueError(f"noise_std must be >= 0, got {noise_std}")
+        if positions not in POSITIONS:
+            raise ValueError(f"positions must be one of {POSITIONS}, got {positions!r}")
         self.normalize = normalize
         self.activation = activation
         self.noise_std = float(noise_std)
         self.pos_bias = float(pos_bias)
-        self.pos = nn.Parameter(torch.randn(max_len, d_model) * 0.02) if positional else None
+        self.positions = positions
+        learned, sinusoidal = positional and positions == "learned", positional and positions == "sinusoidal"
+        self.pos = nn.Parameter(torch.randn(max_len, d_model) * 0.02) if learned else None
+        self.pos_amplitude = nn.Parameter(torch.full((d_model,), TABLE_SCALE)) if sinusoidal else None
         self.proj = nn.ModuleList(nn.Linear(d_model, d_model, bias=False) for _ in range(depth))
         self.out = nn.Linear(d_model, d_model, bias=False) if out_proj else None
 
+    @property
+    def length_free(self) -> bool:
+        """No learned position table: the same layer at every length, and its state is one running sum."""
+        return self.pos is None
+
+    def length_tie(self) -> str:
+        """The learned table ties the layer to ``max_len``; the message names the two length-free choices."""
+        if self.pos is None:
+            return ""
+        return "its learned [max_len, D] position table (build it with positions=sinusoidal or positional=false)"
+
     # ------------------------------------------------------------------------------------ pieces
+    def position_rows(self, offset: int, length: int) -> torch.Tensor | None:
+        """``P`` for positions ``offset .. offset + length - 1``, ``[length, D]`` (None: no modulation)."""
+        if self.pos_amplitude is not None:
+            a = self.pos_amplitude
+            return sinusoids(offset, length, self.d_model, a.dtype, a.device) * a
+        return None if self.pos is None else self.pos[offset : offset + length]
+
     def features(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
         """Per-token part before the sum, ``[B, T, D]``: modulation by positions ``offset ..``, projections.
 
         Every piece is bias-free and ``relu(0) = 0``, so a zeroed (padded) token has zero features.
         """
         h = x
-        if self.pos is not None:
-            h = h * (self.pos[offset : offset + x.shape[1]] + self.pos_bias)
+        p = self.position_rows(offset, x.shape[1])
+        if p is not None:
+            h = h * (p + self.pos_bias)
         for layer in self.proj:
             h = layer(h)
             if self.activation:
@@ -121,7 +156,8 @@ class SumMixer(Mixer):
         """
         if self.noise_std > 0 and self.training:
             return self._mix_noisy(x, padding_mask)
-        return sum_mix(x, self.pos, self._divisor(x, padding_mask), self.out.weight if self.out is not None else None,
+        pos = self.pos if self.pos is not None else self.position_rows(0, x.shape[1])  # the table, or P[:T]
+        return sum_mix(x, pos, self._divisor(x, padding_mask), self.out.weight if self.out is not None else None,
                        [layer.weight for layer in self.proj], self.pos_bias, self.activation, self.causal)
 
     def _mix_noisy(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
@@ -173,12 +209,14 @@ class SummationMixer(SumMixer):
     scale does not grow with position; in a pre-norm stack a raw growing sum drowns the residual stream and
     trains markedly worse (Tiny Shakespeare char LM, 150 steps: val 2.53 with "count" vs 2.83 with "sqrt").
     ``normalize="none"`` is the summation papers' raw sum; ``positional=False`` skips the modulation when the
-    model already applied it at the embedding.
+    model already applied it at the embedding. ``positions="sinusoidal"`` replaces the learned table by
+    learned-amplitude sinusoids: the layer is then length-free (sequences and decoding past ``max_len``
+    give the same layer, with an O(D) state); with the default table, ``max_len`` is a hard bound.
     """
 
-    test_grid = ({}, {"depth": 2, "positional": False, "normalize": "none"})
+    test_grid = ({}, {"depth": 2, "positional": False, "normalize": "none"}, {"positions": "sinusoidal"})
 
     def __init__(self, d_model: int, max_len: int, causal: bool, depth: int = 1, positional: bool = True,
-                 pos_bias: float = 1.0, normalize: str = "count") -> None:
-        super().__init__(d_model, max_len, causal, depth=depth, positional=positional, pos_bias=pos_bias,
-                         activation=True, normalize=normalize, out_proj=True)
+                 positions: str = "learned", pos_bias: float = 1.0, normalize: str = "count") -> None:
+        super().__init__(d_model, max_len, causal, depth=depth, positional=positional, positions=positions,
+                         pos_bias=pos_bias, activation=True, normalize=normalize, out_proj=True)

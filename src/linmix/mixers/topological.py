@@ -24,7 +24,8 @@ Either way T is zero-padded on the right up to ``nb s``; in the causal form that
 last window, whose modulation is shifted out. So this is a *local* mixer: output ``t`` depends on ``x[t]``
 (through ``v``) and on one encoder window of ``K`` positions (reach ``K + s - 1`` back in the causal form);
 nothing farther away. Cost: O(T D^2) for W_v and W_o plus O(T K D H / s) for the encoder, O(T D) memory;
-streaming state O(K D).
+streaming state O(K D). The convolutions slide over the sequence and nothing is sized by ``max_len``, so the
+mixer is length-free: sequences and decoding positions past ``max_len`` are the same layer.
 """
 from __future__ import annotations
 
@@ -82,6 +83,11 @@ class TopologicalMixer(Mixer):
             raise ValueError(
                 f"kernel_size={kernel_size} must be >= stride={stride} so every input reaches the encoder"
             )
+
+    @property
+    def length_free(self) -> bool:
+        """Strided convolutions and an O(K D) state: nothing depends on ``max_len``."""
+        return True
 
     # ------------------------------------------------------------------------------------ pieces
     def modulation_params(self, p: torch.Tensor) -> torch.Tensor:

@@ -9,20 +9,29 @@ from torch import nn
 from linmix.config import NORMS, ModelConfig
 from linmix.mixers.registry import build_mixer
 from linmix.ops.masking import zero_padded
+from linmix.ops.sinusoidal import TABLE_SCALE, sinusoids
 from linmix.mixers.registry import mixer_options as accepted_options
 from linmix.models.spec import LayerSpec, parse_layer_specs
 
 State = Any
+#: positional schemes with a learned ``[max_len, D]`` table at the embedding
+TABLE_POSITIONALS = ("learned", "multiplicative")
+#: positional schemes defined at every length (``rotary`` lives in the mixers that take it)
+LENGTH_FREE_POSITIONALS = ("none", "rotary", "sinusoidal")
 
 
 def make_mixer(layer: str | LayerSpec, d_model: int, max_len: int, causal: bool, n_heads: int,
-               mixer_options: dict[str, dict] | None) -> nn.Module:
+               mixer_options: dict[str, dict] | None, rotary: bool = False) -> nn.Module:
     """Build one layer's mixer: model-level ``mixer_options[name]``, overridden by the options written
-    inline in the spec; ``n_heads`` goes to the mixers that take heads unless an option sets it."""
+    inline in the spec; ``n_heads`` goes to the mixers that take heads, and with ``rotary`` (the model's
+    ``positional="rotary"``) ``rotary=True`` to the mixers that take it, unless an option sets them."""
     spec = layer if isinstance(layer, LayerSpec) else parse_layer_specs(layer)[0]
     opts = spec.merged((mixer_options or {}).get(spec.name))
-    if "n_heads" in accepted_options(spec.name):
+    accepted = accepted_options(spec.name)
+    if "n_heads" in accepted:
         opts.setdefault("n_heads", n_heads)
+    if rotary and "rotary" in accepted:
+        opts.setdefault("rotary", True)
     return build_mixer(spec.name, d_model=d_model, max_len=max_len, causal=causal, **opts)
 
 
@@ -48,12 +57,12 @@ class Block(nn.Module):
 
     def __init__(self, mixer: str | LayerSpec, d_model: int, max_len: int, causal: bool, n_heads: int = 4,
                  ffn_mult: int = 4, norm: str = "pre", dropout: float = 0.0,
-                 mixer_options: dict[str, dict] | None = None) -> None:
+                 mixer_options: dict[str, dict] | None = None, rotary: bool = False) -> None:
         super().__init__()
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
         self.norm_kind = norm
-        self.mixer = make_mixer(mixer, d_model, max_len, causal, n_heads, mixer_options)
+        self.mixer = make_mixer(mixer, d_model, max_len, causal, n_heads, mixer_options, rotary)
         self.norm1 = nn.LayerNorm(d_model)
         self.drop = nn.Dropout(dropout)
         self.ffn = FeedForward(d_model, ffn_mult, dropout) if ffn_mult > 0 else None
@@ -90,9 +99,15 @@ class SequenceEncoder(nn.Module):
 
     Built from a resolved :class:`~linmix.config.ModelConfig` (``vocab_size`` and ``max_len`` may be
     overridden, e.g. for a classifier's extra CLS token). Positional schemes: ``learned`` adds a learned
-    table; ``multiplicative`` computes ``e * (P + 1)`` as in the summation papers; ``none`` leaves order to
-    the mixers. ``arch="bare"`` stacks the mixers directly, with no residual, feed-forward or norm: the
-    summation papers' single-layer classifiers (embedding -> mixer -> pool).
+    ``[max_len, D]`` table; ``multiplicative`` computes ``e * (P + 1)`` with such a table, as in the summation
+    papers; ``sinusoidal`` adds fixed sinusoids (:mod:`linmix.ops.sinusoidal`, RMS 0.02, the scale a table
+    starts at), defined at every position; ``rotary`` adds nothing at the embedding and builds every mixer
+    that takes a ``rotary`` option with ``rotary=True`` (unless its spec or ``mixer_options`` sets it);
+    ``none`` leaves order to the mixers. ``arch="bare"`` stacks the mixers directly, with no residual,
+    feed-forward or norm: the summation papers' single-layer classifiers (embedding -> mixer -> pool).
+
+    :attr:`length_free`: no table at the embedding and every mixer length-free; such an encoder accepts
+    sequences and decoding positions past ``max_len``.
     """
 
     def __init__(self, cfg: ModelConfig, causal: bool, vocab_size: int | None = None,
@@ -108,28 +123,53 @@ class SequenceEncoder(nn.Module):
         self.positional, self.arch = cfg.positional, cfg.arch
         self.embed = nn.Embedding(vocab_size, d_model)
         nn.init.normal_(self.embed.weight, std=0.02)
-        self.pos = nn.Parameter(torch.randn(max_len, d_model) * 0.02) if cfg.positional != "none" else None
+        table = cfg.positional in TABLE_POSITIONALS
+        self.pos = nn.Parameter(torch.randn(max_len, d_model) * 0.02) if table else None
+        rotary = cfg.positional == "rotary"
         if cfg.arch == "block":
             self.layers = nn.ModuleList(
                 Block(spec, d_model, max_len, causal, cfg.n_heads, cfg.ffn_mult, cfg.norm, cfg.dropout,
-                      cfg.mixer_options)
+                      cfg.mixer_options, rotary)
                 for spec in self.layer_specs
             )
             self.final_norm = nn.LayerNorm(d_model) if cfg.norm == "pre" else nn.Identity()
         else:
             self.layers = nn.ModuleList(
-                make_mixer(spec, d_model, max_len, causal, cfg.n_heads, cfg.mixer_options)
+                make_mixer(spec, d_model, max_len, causal, cfg.n_heads, cfg.mixer_options, rotary)
                 for spec in self.layer_specs
             )
             self.final_norm = nn.Identity()
         self.drop = nn.Dropout(cfg.dropout)
 
+    @property
+    def mixers(self) -> list[nn.Module]:
+        """Every layer's mixer, in order."""
+        return [layer.mixer if isinstance(layer, Block) else layer for layer in self.layers]
+
+    @property
+    def length_free(self) -> bool:
+        """True when nothing is sized by ``max_len``: a positional scheme without a table and length-free
+        mixers only. Then sequences and decoding positions past ``max_len`` are accepted."""
+        return self.positional in LENGTH_FREE_POSITIONALS and all(m.length_free for m in self.mixers)
+
+    def length_ties(self) -> list[str]:
+        """What ties the encoder to ``max_len`` (empty when :attr:`length_free`), one phrase each."""
+        ties = [f"positional={self.positional!r} (a [max_len, D] table at the embedding)"
+                ] if self.positional not in LENGTH_FREE_POSITIONALS else []
+        layers: dict[tuple[str, str], list[str]] = {}  # layers tied the same way are named together
+        for i, (name, mixer) in enumerate(zip(self.layer_names, self.mixers)):
+            if not mixer.length_free:
+                layers.setdefault((name, mixer.length_tie()), []).append(str(i))
+        return ties + [f"layer{'s' if len(ids) > 1 else ''} {', '.join(ids)} ({name}): {why}"
+                       for (name, why), ids in layers.items()]
+
     def check_ids(self, ids: torch.Tensor, padding_mask: torch.Tensor | None = None) -> None:
-        """``ValueError`` for a wrong rank/dtype, an out-of-vocabulary id, or a sequence over max_len."""
+        """``ValueError`` for a wrong rank/dtype, an out-of-vocabulary id, or a sequence over max_len (unless
+        the encoder is :attr:`length_free`)."""
         if not isinstance(ids, torch.Tensor) or ids.dim() != 2 or ids.dtype not in (torch.long, torch.int32):
             shape = list(ids.shape) if isinstance(ids, torch.Tensor) else type(ids).__name__
             raise ValueError(f"ids must be an integer tensor of shape [B, T], got {shape}")
-        if ids.shape[1] > self.max_len:
+        if ids.shape[1] > self.max_len and not self.length_free:
             raise ValueError(
                 f"sequence length {ids.shape[1]} exceeds max_len={self.max_len}; "
                 f"build the model with max_len >= {ids.shape[1]} or truncate the input"
@@ -151,6 +191,8 @@ class SequenceEncoder(nn.Module):
         if self.pos is not None:
             p = self.pos[offset : offset + ids.shape[1]]
             x = x + p if self.positional == "learned" else x * (p + 1.0)
+        elif self.positional == "sinusoidal":
+            x = x + TABLE_SCALE * sinusoids(offset, ids.shape[1], self.d_model, x.dtype, x.device)
         return self.drop(x)
 
     def forward(self, ids: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -174,6 +216,9 @@ class SequenceEncoder(nn.Module):
 
     def step(self, ids_t: torch.Tensor, states: list[State], position: int) -> tuple[torch.Tensor, list[State]]:
         """One token per sequence (``ids_t: [B]``) at ``position``; returns the final hidden ``[B, D]``."""
+        if position >= self.max_len and not self.length_free:
+            raise ValueError(f"decoding position {position} reaches max_len={self.max_len}; the model is tied "
+                             f"to it by {'; '.join(self.length_ties())}")
         x = self.embed_tokens(ids_t.unsqueeze(1), offset=position).squeeze(1)
         new_states = []
         for layer, state in zip(self.layers, states):

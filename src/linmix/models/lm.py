@@ -16,7 +16,9 @@ class LanguageModel(PretrainedMixin, nn.Module):
 
     Every mixer is built with ``causal=True``; :meth:`generate` decodes with each mixer's ``step``, so a new
     token costs O(1) in the position for summation/aggregation/linear-attention layers and O(t) for
-    attention layers (their KV cache).
+    attention layers (their KV cache). A :attr:`length_free` model (``positional`` "none", "rotary" or
+    "sinusoidal" and length-free mixers only, e.g. ``summation(positions=sinusoidal)``, ``linear_attention``,
+    ``attention``) reads and generates sequences of any length; otherwise ``max_len`` is a hard bound.
     """
 
     def __init__(self, vocab_size: int, d_model: int = 256, layers: str = "summation*3,attention",
@@ -36,6 +38,11 @@ class LanguageModel(PretrainedMixin, nn.Module):
     @property
     def max_len(self) -> int:
         return self.encoder.max_len
+
+    @property
+    def length_free(self) -> bool:
+        """Whether the model is defined past ``max_len`` (see :attr:`SequenceEncoder.length_free`)."""
+        return self.encoder.length_free
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """``ids: [B, T]`` long -> logits ``[B, T, vocab_size]``; position t sees only ids[:, :t+1]."""
@@ -88,10 +95,14 @@ class LanguageModel(PretrainedMixin, nn.Module):
         if ids.dim() != 2 or ids.shape[1] == 0:
             raise ValueError(f"prompt ids must have shape [B, T] with T >= 1, got {list(ids.shape)}")
         total = ids.shape[1] + max_new_tokens
-        if total > self.max_len:
+        if total > self.max_len and not self.length_free:
             raise ValueError(
                 f"prompt ({ids.shape[1]}) + max_new_tokens ({max_new_tokens}) = {total} exceeds "
-                f"max_len={self.max_len}; shorten the prompt or ask for fewer tokens"
+                f"max_len={self.max_len}; shorten the prompt or ask for fewer tokens\n"
+                f"tied to max_len by: {'; '.join(self.encoder.length_ties())}\n"
+                "a length-free model generates without limit: positional='none', 'rotary' or 'sinusoidal' with "
+                "length-free layers, e.g. summation(positions=sinusoidal), aggregation, linear_attention, "
+                "attention, local_attention"
             )
         hidden, states = self.encoder.prefill(ids)
         logits = self.head(hidden[:, -1])

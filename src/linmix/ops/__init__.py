@@ -5,6 +5,8 @@
     sum_mix/      fused.py (the summation layer in one autograd fn)   naive.py (the composed formula)
     linear_attn/  chunked.py (chunked causal and global forms)        naive.py (explicit [T, T] kernel matrix)
     dtypes.py     accumulation_dtype: the precision every sum and FFT runs in
+    rotary.py     rotary positions for queries and keys (relative scores, defined at every length)
+    sinusoidal.py fixed sinusoidal positions, defined at every length
 
 The functions below are re-exported here. Two of them share their folder's name (``prefix_sum``,
 ``sum_mix``), so ``linmix.ops.prefix_sum`` *as an attribute* is the function; import the modules with

@@ -1,8 +1,10 @@
 """Sampling text from a trained language model (a run directory or one of its checkpoints).
 
 Generation streams: each new token is decoded and handed to a callback at once (``linmix sample`` prints
-and flushes it). Text longer than the model's ``max_len`` is produced with a sliding window: when the
-context is full, the last ``max_len // 2`` tokens are prefilled again and decoding continues from there.
+and flushes it). A length-free model (:attr:`LanguageModel.length_free`) decodes the whole prompt and every
+new token in one stream, past ``max_len`` without limit. For any other model, text longer than its
+``max_len`` is produced with a sliding window: when the context is full, the last ``max_len // 2`` tokens
+are prefilled again and decoding continues from there.
 """
 from __future__ import annotations
 
@@ -103,12 +105,13 @@ def sample_text(model: LanguageModel, tokenizer: Tokenizer, prompt: str, max_new
     """Continue ``prompt`` by ``max_new_tokens`` tokens; returns the generated text (without the prompt).
 
     ``stream`` receives each decoded piece as soon as its token is chosen. Sampling is seeded
-    (``seed``); ``temperature=0`` is greedy.
+    (``seed``); ``temperature=0`` is greedy. A length-free model keeps the whole text as its context; any
+    other one slides a ``max_len`` window (see the module docstring).
     """
     prompt_ids = check_sampling(tokenizer, prompt, max_new_tokens, temperature, top_k, top_p)
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
-    window = model.max_len
+    window = len(prompt_ids) + max_new_tokens if model.length_free else model.max_len  # free: one stream
     context = prompt_ids[-(window - 1):] if window > 1 else prompt_ids[-1:]
     decoder = StreamDecoder(tokenizer, prompt_ids)
     pieces: list[str] = []
