@@ -95,3 +95,14 @@ def test_config_rejects_bidirectional_mixers_and_bad_values():
     with pytest.raises(ValueError, match="depths must lie"):
         LongConfig(passkey_depths="0,2").validate()
     assert "fnet" not in LongConfig().model_specs() and LongConfig().model_specs()["hybrid"] == "summation*3,attention"
+
+
+def test_a_length_free_model_runs_past_max_len_as_trained_and_a_table_bound_one_does_not():
+    from linmix.bench.long_tasks import CannotRun, model_at
+
+    free = build_lm("attention*2", 11, 16, 2, "rotary", 8, seed=0)
+    assert model_at(free, 64, extend=False) is free
+    assert free(torch.randint(0, 11, (1, 64))).shape == (1, 64, 11)
+    bound = build_lm("attention*2", 11, 16, 2, "learned", 8, seed=0)
+    with pytest.raises(CannotRun, match="cannot run past max_len=8"):
+        model_at(bound, 64, extend=False)

@@ -12,6 +12,8 @@ import shlex
 import sys
 from dataclasses import fields
 
+from linmix.config import POSITIONAL
+
 
 def command_line() -> str:
     """The command line as it was run (recorded in every output, so a result can be reproduced)."""
@@ -126,7 +128,9 @@ def _long(p: argparse.ArgumentParser) -> None:
                    help="corpus:tokenizer list (default tinyshakespeare:char,wikitext2:bpe; none: passkey only)")
     p.add_argument("--data-dir", default=None, help="datasets folder (default $LINMIX_DATA)")
     p.add_argument("--bpe-vocab", type=int, default=None, help="BPE vocabulary (default 8192)")
-    p.add_argument("--positionals", default=None, help="learned,none,multiplicative subset (default learned,none)")
+    p.add_argument("--positionals", default=None,
+                   help="positional schemes, each model trained with each (default learned,rotary; also none, "
+                        "multiplicative, sinusoidal)")
     p.add_argument("--train-len", type=int, default=None, help="training length T_train (default 256)")
     p.add_argument("--train-steps", type=int, default=None, help="LM training steps per model (default 1000)")
     p.add_argument("--batch-size", type=int, default=None, help="training batch (default 16)")
@@ -165,16 +169,17 @@ def _recall(p: argparse.ArgumentParser) -> None:
     p.add_argument("--random-filler", dest="random_filler", action="store_const", const=True, default=None,
                    help="random filler tokens between the queries (default: filler id 0)")
     p.add_argument("--batch-size", type=int, default=None, help="training batch (default 64)")
-    p.add_argument("--max-steps", type=int, default=None, help="training steps per run at most (default 8000)")
+    p.add_argument("--max-steps", type=int, default=None, help="training steps per run at most (default 2000)")
     p.add_argument("--eval-every", type=int, default=None, help="steps between validations (default 250)")
-    p.add_argument("--warmup-steps", type=int, default=None, help="linear warm-up steps (default 400)")
+    p.add_argument("--warmup-steps", type=int, default=None, help="linear warm-up steps (default 200)")
     p.add_argument("--schedule", default=None, choices=("cosine", "constant"), help="after warm-up (default cosine)")
     p.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay (default 0)")
     p.add_argument("--beta2", type=float, default=None, help="AdamW beta2 (default 0.98)")
     p.add_argument("--grad-clip", type=float, default=None, help="gradient norm clip, 0 off (default 1.0)")
     p.add_argument("--n-heads", type=int, default=None, help="heads of the mixers that take them (default 4)")
     p.add_argument("--ffn-mult", type=int, default=None, help="MLP width multiple when on (default 4)")
-    p.add_argument("--positional", default=None, choices=("learned", "none", "multiplicative"))
+    p.add_argument("--positional", default=None, choices=POSITIONAL,
+                   help="positions (default rotary: rotary in attention-family mixers, none at the embedding)")
     p.add_argument("--target-accuracy", type=float, default=None, help="early stop / steps-to (default 0.99)")
     p.add_argument("--val-examples", type=int, default=None, help="fixed validation examples (default 256)")
     p.add_argument("--test-examples", type=int, default=None, help="fixed test examples (default 1000)")

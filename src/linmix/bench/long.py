@@ -32,6 +32,7 @@ from typing import ClassVar
 import torch
 
 from linmix.bench.base import LMBenchConfig
+from linmix.config import POSITIONAL
 from linmix.bench.long_tasks import (CannotRun, build_lm, eval_passkey, eval_ppl, is_oom, lm_windows, model_at,
                                      param_count, train_lm)
 from linmix.bench.memprobe import probe_memory
@@ -64,7 +65,7 @@ class LongConfig(LMBenchConfig):
     datasets: str = "tinyshakespeare:char,wikitext2:bpe"
     data_dir: str | None = None
     bpe_vocab: int = 8192
-    positionals: str = "learned,none"
+    positionals: str = "learned,rotary"
     train_len: int = 256
     train_steps: int = 1000
     batch_size: int = 16
@@ -106,8 +107,8 @@ class LongConfig(LMBenchConfig):
             if tok not in ("char", "word", "bpe"):
                 raise ValueError(f"dataset {name!r}: tokenizer must be char, word or bpe, got {tok!r}")
         for p in self.positionals.split(","):
-            if p.strip() not in ("learned", "multiplicative", "none"):
-                raise ValueError(f"positional must be learned, multiplicative or none, got {p!r}")
+            if p.strip() not in POSITIONAL:
+                raise ValueError(f"positional must be one of {', '.join(POSITIONAL)}, got {p!r}")
         if min(self.train_len, self.train_steps, self.batch_size, self.eval_tokens, self.passkey_steps,
                self.passkey_samples) < 1 or self.lr <= 0 or self.point_budget_s <= 0:
             raise ValueError("train_len, steps, batch size, eval tokens, passkey samples, lr and the time budget "

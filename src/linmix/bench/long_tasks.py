@@ -93,8 +93,9 @@ def extend_lm(model, max_len: int):
 
 
 def model_at(model, T: int, extend: bool):
-    """The model to evaluate at length T: itself, an extended copy, or ``CannotRun``."""
-    if T <= model.max_len:
+    """The model to evaluate at length T: itself (within max_len, or a length-free model at any T), an
+    extended copy, or ``CannotRun``."""
+    if T <= model.max_len or model.length_free:
         return model
     if not extend:
         raise CannotRun(f"cannot run past max_len={model.max_len}")
