@@ -223,11 +223,10 @@ lm = linmix.LanguageModel(vocab_size, layers="summation*3,local_attention(window
 assert lm.encoder.layers[3].mixer.window == 64
 assert lm(ids).shape == (*ids.shape, vocab_size)
 """),
-    pytest.param("spectral_kernel", """
+    ("spectral_kernel", """
 m = linmix.build_mixer("spectral", d_model=256, max_len=256, causal=True, kernel="implicit")
 assert m(torch.randn(1, 300, 256)).shape == (1, 300, 256)  # any T at run time
-""", marks=pytest.mark.xfail(strict=True, raises=ValueError,
-                             reason="spectral has no 'kernel' option (implicit kernel not implemented yet)")),
+"""),
     pytest.param("convert", """
 model = linmix.LanguageModel(vocab_size, d_model=32, layers="attention*3", max_len=64)
 model, report = linmix.convert(model, mixer="summation", keep=[-1])

@@ -2,6 +2,7 @@
 
     prefix_sum/   scan.py (in-place chunked scan, autograd wrapper)   naive.py (float64 loop)
     fftconv/      fft.py (causal FFT long conv, circular filter)      naive.py (explicit [T, T] products)
+                  online.py (exact streaming long conv, Flash Inference tiling: O(log^2 T) per token)
     sum_mix/      fused.py (the summation layer in one autograd fn)   naive.py (the composed formula)
     linear_attn/  chunked.py (chunked causal and global forms)        naive.py (explicit [T, T] kernel matrix)
     dtypes.py     accumulation_dtype: the precision every sum and FFT runs in
