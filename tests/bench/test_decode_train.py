@@ -13,8 +13,9 @@ def _by(rows, x_key, model):
 
 def test_decode_rows_and_state_growth(tiny_result):
     rows = tiny_result("decode")["rows"]
-    assert {(r["model"], r["position"]) for r in rows} == {(m, p) for m in ("summation", "hybrid", "attention")
-                                                            for p in (8, 16)}
+    models = ("summation", "hybrid", "attention", "spectral", "spectral_implicit")
+    assert {(r["model"], r["position"]) for r in rows} == {(m, p) for m in models for p in (8, 16)}
+    assert all(r["per_token_ms_mean"] >= r["per_token_ms_min"] for r in rows)
     assert all(r["per_token_ms"] > 0 and r["samples"] == 3 and r["generate_peak_mib"] is not None for r in rows)
     summ, att = _by(rows, "position", "summation"), _by(rows, "position", "attention")
     assert summ[8]["state_mib"] == summ[16]["state_mib"]  # O(D) state, whatever the position

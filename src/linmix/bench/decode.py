@@ -5,8 +5,10 @@ layer, pure attention with its KV cache) and each position p, an LM with ``max_l
 gets a random prompt of p tokens and generates ``new_tokens + 1`` more through ``LanguageModel.generate``
 (prefill, then one ``step`` per token). A ``stream`` callback timestamps every new token; the gaps between
 consecutive tokens are the per-token latency at position ~p (one ``step`` through every layer, the output
-head and the sampling). Positions are measured round-robin, ``repeats`` times, and the median gap is
-reported.
+head and the sampling). Positions are measured round-robin, ``repeats`` times; the median gap and the mean
+gap are reported. They differ for the spectral stacks, whose exact streaming convolution
+(:mod:`linmix.ops.fftconv.online`) does a block of size U of FFT work every U tokens: a few tokens of the
+window are slow and the mean is the honest per-token cost over it.
 
 Memory, per (model, position): ``state_mib``, the bytes of every tensor in the decoding state after the
 prompt (what a long-running generation holds: O(D) per summation layer, O(p D) per attention layer), and
@@ -74,7 +76,10 @@ def build_lm(layers: str, cfg: DecodeConfig, max_len: int, device: torch.device)
 
 
 def state_bytes(state) -> int:
-    """Bytes of every tensor inside a (nested) decoding state: tensors, dicts, sequences, state objects."""
+    """Bytes of every tensor inside a (nested) decoding state: tensors, dicts, sequences, state objects
+    (a mixer's state reports its own, :meth:`~linmix.mixers.base.MixerState.nbytes`)."""
+    if hasattr(state, "nbytes") and callable(state.nbytes):
+        return int(state.nbytes())
     if isinstance(state, torch.Tensor):
         return state.numel() * state.element_size()
     if isinstance(state, dict):
@@ -161,6 +166,7 @@ def _measure_model(cfg: DecodeConfig, name: str, layers: str, positions: list[in
     points.clear()
     return [{"model": name, "layers": layers, "position": p, "d_model": cfg.d_model, "device": cfg.device,
              "new_tokens": cfg.new_tokens, "samples": len(gaps[p]), "per_token_ms": 1e3 * median(gaps[p]),
+             "per_token_ms_mean": 1e3 * sum(gaps[p]) / len(gaps[p]),
              "per_token_ms_min": 1e3 * min(gaps[p]), "tokens_per_s": 1.0 / median(gaps[p]),
              "prefill_first_token_ms": 1e3 * median(firsts[p]), "state_mib": states[p],
              "generate_peak_mib": _peak(cfg, name, layers, p, bar)} for p in positions]

@@ -38,6 +38,8 @@ DECODE_MODELS: dict[str, str] = {
     "summation": "summation*4",
     "hybrid": "summation*3,attention",
     "attention": "attention*4",
+    "spectral": "spectral*4",
+    "spectral_implicit": "spectral(kernel=implicit)*4",
 }
 
 #: layer specs of the same-size LMs ``linmix bench train`` trains (name -> layers)
