@@ -2,7 +2,8 @@
 
 Every causal mixer stack of :data:`MODELS` (4 layers, same D, heads, FFN, steps, batch and learning rate;
 sizes are *not* equalised, so no parameter parity is claimed: the parameter counts are in the output)
-plus the hybrid ``summation*3,attention``. Bidirectional-only mixers (fnet) are excluded: they see the
+plus the hybrid ``summation*3,attention`` and the spectral paper's hybrids (spectral with local attention,
+with one global attention layer; summation with local attention). Bidirectional-only mixers (fnet) are excluded: they see the
 future, so next-token tasks are meaningless for them (said in the output).
 
 * **Length extrapolation.** Each model is trained at ``train_len`` on each corpus of ``datasets`` (Tiny
@@ -44,7 +45,14 @@ from linmix.mixers.registry import MIXERS
 
 TITLE = "linmix bench long: length extrapolation, passkey retrieval and cost at long context"
 EXCLUDED = [m for m in MIXERS if not MIXERS[m].supports_causal]
-MODELS = {m: f"{m}*4" for m in MIXERS if MIXERS[m].supports_causal} | {"hybrid": "summation*3,attention"}
+#: every causal mixer stacked 4 times, the summation papers' hybrid, and the spectral paper's hybrids
+MODELS = {m: f"{m}*4" for m in MIXERS if MIXERS[m].supports_causal} | {
+    "spectral_implicit": "spectral(kernel=implicit)*4",
+    "hybrid": "summation*3,attention",
+    "spectral_local": "spectral(kernel=implicit)*3,local_attention(window=64)",
+    "spectral_attention": "spectral(kernel=implicit)*3,attention",
+    "summation_local": "summation(positions=sinusoidal)*3,local_attention(window=64)",
+}
 EVAL_LENGTHS = [256 * 2**i for i in range(9)]  # 256 ... 65536
 CHANCE = 0.1
 
