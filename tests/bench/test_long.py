@@ -106,3 +106,39 @@ def test_a_length_free_model_runs_past_max_len_as_trained_and_a_table_bound_one_
     bound = build_lm("attention*2", 11, 16, 2, "learned", 8, seed=0)
     with pytest.raises(CannotRun, match="cannot run past max_len=8"):
         model_at(bound, 64, extend=False)
+
+
+def test_a_rerun_resumes_from_the_finished_units(tmp_path, tiny_data, monkeypatch):
+    from linmix.bench import long
+    from linmix.cli import main
+
+    out = tmp_path / "out"
+    argv = ["bench", "long", *TINY, "--models", "summation", "--no-memory", "--positionals", "rotary",
+            "--datasets", "tinyshakespeare:char", "--data-dir", str(tiny_data), "--out", str(out)]
+    assert main(argv) == 0
+    units = [json.loads(line)["unit"] for line in (out / "long_runs.jsonl").read_text().splitlines()]
+    assert units == ["lm:tinyshakespeare/summation/rotary", "passkey/summation/rotary"]
+    first = _rows(out)
+
+    def must_not_train(*a, **k):
+        raise AssertionError("a finished unit was measured again")
+
+    monkeypatch.setattr(long, "_lm_rows", must_not_train)
+    monkeypatch.setattr(long, "_passkey_rows", must_not_train)
+    assert main(argv) == 0
+    assert [(r["subject"], r["T"], r["ppl"]) for r in _rows(out)] == [(r["subject"], r["T"], r["ppl"]) for r in first]
+
+
+def test_another_setting_is_measured_again(tmp_path, tiny_data, monkeypatch):
+    from linmix.bench import long
+    from linmix.cli import main
+
+    out = tmp_path / "out"
+    argv = ["bench", "long", *TINY, "--models", "summation", "--no-memory", "--no-passkey", "--positionals",
+            "rotary", "--datasets", "tinyshakespeare:char", "--data-dir", str(tiny_data), "--out", str(out)]
+    assert main(argv) == 0
+    calls = []
+    real = long._lm_rows
+    monkeypatch.setattr(long, "_lm_rows", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert main(argv[:argv.index("--train-steps") + 1] + ["3"] + argv[argv.index("--train-steps") + 2:]) == 0
+    assert calls == [1]

@@ -28,6 +28,7 @@ otherwise, exceeds ``point_budget_s``; every longer length of that model is skip
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import ClassVar
 
 import torch
@@ -38,6 +39,7 @@ from linmix.bench.long_tasks import (CannotRun, build_lm, eval_passkey, eval_ppl
                                      param_count, train_lm)
 from linmix.bench.memprobe import probe_memory
 from linmix.bench.progress import Progress
+from linmix.bench.resume import append_record, read_records
 from linmix.bench.registry import layer_names, parse_lengths
 from linmix.bench.timing import resolve_device
 from linmix.data.synthetic.passkey import PasskeyConfig, make_passkey
@@ -89,6 +91,7 @@ class LongConfig(LMBenchConfig):
     passkey_samples: int = 10
     passkey_filler: str = "random"
     point_budget_s: float = 300.0
+    out: str | None = None  # folder of the resume file (None: nothing written, nothing skipped)
 
     QUICK: ClassVar[dict] = dict(models="summation,attention", d_model=64, datasets="tinyshakespeare:char",
                                  positionals="learned", train_steps=80, batch_size=8, eval_lengths=[256, 1024, 4096],
@@ -259,22 +262,61 @@ def run(config: LongConfig, progress: bool = True) -> list[dict]:
     n_lm = len(corpora) * len(positionals) * len(models) * (1 + len(parse_lengths(cfg.eval_lengths)))
     n_pk = len(models) * (1 + len(parse_lengths(cfg.passkey_lengths)) * len(_floats(cfg.passkey_depths)))
     rows, mem = [], {}
+    resume = _Resume(cfg)
     with Progress(n_lm + n_pk * cfg.passkey, "bench long", progress) as bar:
         for corpus, kind in corpora:
-            tokens, vocab = _corpus_tokens(cfg, corpus, kind)
+            tokens = None
             for positional in positionals:
                 for name, layers in models.items():
-                    mine = _lm_rows(cfg, name, layers, corpus, tokens, vocab, positional, device, bar, mem)
+                    unit = f"lm:{corpus}/{name}/{positional}"
+                    mine = resume.get(unit, layers, bar, 1 + len(parse_lengths(cfg.eval_lengths)))
+                    if mine is None:
+                        tokens = tokens or _corpus_tokens(cfg, corpus, kind)
+                        mine = _lm_rows(cfg, name, layers, corpus, *tokens, positional, device, bar, mem)
+                        resume.put(unit, layers, mine)
                     bar.log(f"{corpus} {name} pos={positional}: " + ", ".join(
                         f"T={r['T']} " + (f"ppl {r['ppl']:.2f}" if r["status"] == "ok" else r["status"]) for r in mine))
                     rows += mine
         if cfg.passkey:
             for name, layers in models.items():
-                mine = _passkey_rows(cfg, name, layers, positionals[0], device, bar, mem)
+                unit = f"passkey/{name}/{positionals[0]}"
+                mine = resume.get(unit, layers, bar, n_pk // max(1, len(models)))
+                if mine is None:
+                    mine = _passkey_rows(cfg, name, layers, positionals[0], device, bar, mem)
+                    resume.put(unit, layers, mine)
                 bar.log(f"passkey {name}: mean accuracy " + ", ".join(
                     f"T={T} {_mean([r.get('accuracy') for r in mine if r['T'] == T])}" for T in dict.fromkeys(r["T"] for r in mine)))
                 rows += mine
     return rows
+
+
+class _Resume:
+    """``<out>/long_runs.jsonl``: every finished (task, model, positional) unit's rows, appended as it ends.
+
+    A unit is reused when its layers and the measurement setting (every config field but the selection of
+    models, corpora and schemes) match, so a killed run resumes and runs over model subsets combine."""
+
+    SELECTION = ("models", "datasets", "positionals", "passkey", "out", "threads", "data_dir", "quick")
+
+    def __init__(self, cfg: LongConfig) -> None:
+        from dataclasses import fields
+        import json
+
+        self.path = Path(cfg.out) / "long_runs.jsonl" if cfg.out else None
+        self.setting = json.loads(json.dumps({f.name: getattr(cfg, f.name) for f in fields(cfg)
+                                              if f.name not in self.SELECTION}, default=str))
+        records, _ = read_records(self.path)
+        self.done = {(r.get("unit"), r.get("layers")): r["rows"] for r in records
+                     if r.get("setting") == self.setting and isinstance(r.get("rows"), list)}
+
+    def get(self, unit: str, layers: str, bar: Progress, steps: int) -> list[dict] | None:
+        rows = self.done.get((unit, layers))
+        if rows is not None:
+            bar.update(steps)
+        return rows
+
+    def put(self, unit: str, layers: str, rows: list[dict]) -> None:
+        append_record(self.path, {"unit": unit, "layers": layers, "setting": self.setting, "rows": rows})
 
 
 def _mean(values) -> str:

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from linmix.bench.resume import append_record, read_records
 from linmix.data.synthetic.mqar import IGNORE, MQARConfig, hashed_seed, make_mqar
 
 #: the fields that identify a run (the resume key)
@@ -44,16 +44,14 @@ def run_key(record: dict) -> tuple:
 def load_done(path: Path | None, cfg=None) -> tuple[dict[tuple, dict], int]:
     """The finished runs of ``path`` by key, and how many lines were passed over (a torn last line, or a
     run made under another training setting than ``cfg``'s: those run again). No file: nothing done."""
-    if path is None or not path.exists():
-        return {}, 0
-    done, other = {}, 0
+    records, other = read_records(path)
+    done = {}
     want = None if cfg is None else json.loads(json.dumps(setting(cfg)))
-    for line in path.read_text().splitlines():
+    for record in records:
         try:
-            record = json.loads(line)
             key = run_key(record)
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-            other += 1  # an interrupted write: that run runs again
+        except (KeyError, TypeError, ValueError):
+            other += 1
             continue
         if want is not None and record.get("setting") != want:
             other += 1
@@ -62,15 +60,7 @@ def load_done(path: Path | None, cfg=None) -> tuple[dict[tuple, dict], int]:
     return done, other
 
 
-def append_run(path: Path | None, record: dict) -> None:
-    """Append one finished run to ``path`` and flush it to disk at once."""
-    if path is None:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        f.write(json.dumps(record, default=str) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+append_run = append_record  # one finished run, flushed at once
 
 
 def generator_config(cfg, T: int, kv: int) -> MQARConfig:
