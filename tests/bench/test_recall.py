@@ -120,3 +120,21 @@ def test_a_failed_harness_check_exits_nonzero_and_says_so(tmp_path, capsys):
     assert main(argv) == 1
     out = capsys.readouterr().out
     assert "harness check FAILED: attention reached" in out and "(target 0.99)" in out
+
+
+def test_report_only_tabulates_the_finished_runs_and_lists_the_rest(tmp_path, monkeypatch):
+    from linmix.cli import main
+
+    out = tmp_path / "recall"
+    base = ["bench", "recall", *TINY_ARGS, "--seeds", "1", "--hybrids", "", "--out", str(out)]
+    assert main(base + ["--mixers", "attention"]) == 0
+
+    def must_not_train(*a, **k):
+        raise AssertionError("--report-only trained a run")
+
+    monkeypatch.setattr(recall, "train_run", must_not_train)
+    assert main(base + ["--mixers", "attention,summation", "--report-only"]) == 0
+    md = (out / "recall.md").read_text()
+    assert "Not run yet (1 planned runs" in md and "`summation` lr 0.001 seed 0" in md
+    rows = json.loads((out / "recall.json").read_text())["rows"]
+    assert [(r["model"], r["status"]) for r in rows] == [("attention", "ok"), ("summation", "not run")]

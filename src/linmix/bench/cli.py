@@ -183,6 +183,8 @@ def _recall(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target-accuracy", type=float, default=None, help="early stop / steps-to (default 0.99)")
     p.add_argument("--val-examples", type=int, default=None, help="fixed validation examples (default 256)")
     p.add_argument("--test-examples", type=int, default=None, help="fixed test examples (default 1000)")
+    p.add_argument("--report-only", action="store_true", default=None,
+                   help="tabulate the finished runs of --out's resume file and train nothing")
     p.add_argument("--check", action="store_true", default=None,
                    help="harness check only: attention, d=64, T=128, kv=8, one seed")
 

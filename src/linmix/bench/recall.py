@@ -107,6 +107,7 @@ class RecallConfig(BenchConfig):
     val_examples: int = 256
     test_examples: int = 1000
     check: bool = False
+    report_only: bool = False  # tabulate the runs in the resume file; train nothing (the rest: "not run")
     out: str | None = None  # folder of the resume file (None: nothing written, nothing skipped)
 
     QUICK: ClassVar[dict] = dict(mixers=["attention", "summation"], hybrids=[], sizes=[(64, 4)], d_models=[64],
@@ -245,10 +246,15 @@ def run(config: RecallConfig, progress: bool = True) -> list[dict]:
         if passed_over:
             bar.log(f"{path}: {passed_over} line(s) made under another setting (or torn) are run again")
         runs = []
+        missing = []
         for spec in todo:
             size = (spec["T"], spec["kv"])
             if run_key(spec) in done:
                 runs.append(done[run_key(spec)])
+                bar.update(1)
+                continue
+            if config.report_only:
+                missing.append(spec)
                 bar.update(1)
                 continue
             if size not in sets:
@@ -263,7 +269,12 @@ def run(config: RecallConfig, progress: bool = True) -> list[dict]:
             reached = record["steps_to_target"] or "not reached"
             bar.log(f"{what}: test {record['accuracy']:.3f}, {config.target_accuracy} at {reached}")
         rows = aggregate(runs, config, device)
+    rows += [{"case": f"{m['model']}/d{m['d_model']}/{'mlp' if m['mlp'] else 'no-mlp'}/T{m['T']}", "model": m["model"],
+              "layers": m["layers"], "d_model": m["d_model"], "mlp": m["mlp"], "T": m["T"], "kv": m["kv"],
+              "lr": m["lr"], "seed": m["seed"], "status": "not run"} for m in missing]
     for row in rows:
+        if row["status"] != "ok":
+            continue
         window = _window(row["layers"])
         if window is not None:
             row["window"] = window
@@ -310,7 +321,8 @@ def aggregate(runs: list[dict], cfg: RecallConfig, device: torch.device) -> list
 
 def summarize(rows: list[dict], config: RecallConfig | None = None) -> dict:
     """The harness check (attention, d=64, headline size) where it was run, the exclusions and the cut."""
-    check = [r for r in rows if r["model"] == "attention" and r["d_model"] == 64 and (r["T"], r["kv"]) == HEADLINE]
+    check = [r for r in rows if r["model"] == "attention" and r["d_model"] == 64 and (r["T"], r["kv"]) == HEADLINE
+             and r["status"] == "ok"]
     target = config.target_accuracy if config else 0.99
     return {"excluded": config.excluded() if config else {}, "cut_note": config.cut_note() if config else "",
             "harness_check": None if not check else {

@@ -6,6 +6,11 @@ from pathlib import Path
 from linmix.bench.report import md_table, sections, targets_markdown
 
 
+def finished(rows: list[dict]) -> list[dict]:
+    """The measured records (``--report-only`` also lists the planned runs not run yet)."""
+    return [r for r in rows if r.get("status") == "ok"]
+
+
 def _sizes(rows: list[dict]) -> list[tuple[int, int]]:
     return sorted({(r["T"], r["kv"]) for r in rows})
 
@@ -45,7 +50,8 @@ def _bytes(n: int | None) -> str:
 
 def markdown(result: dict) -> str:
     """Accuracy (mean ± spread over seeds, best LR), steps to the target, state bytes, ceilings, targets."""
-    rows, cfg, summary = result["rows"], result["meta"]["config"], result["summary"]
+    cfg, summary = result["meta"]["config"], result["summary"]
+    rows, missing = finished(result["rows"]), [r for r in result["rows"] if r["status"] != "ok"]
     excluded = "; ".join(f"`{m}`: {why}" for m, why in summary.get("excluded", {}).items()) or "none"
     check = summary.get("harness_check")
     intro = (f"2-layer causal LMs, vocabulary {cfg['vocab_size']} (keys {1}..{cfg['vocab_size'] // 2 - 1}, values "
@@ -58,6 +64,12 @@ def markdown(result: dict) -> str:
              f"{cfg['n_heads']} head(s), {cfg['positional']} positions, MLP {cfg['ffn_mult']}D when on. "
              f"Chance = 1/kv (a guess among the example's values); a cell within noise of it says so.\n\n"
              f"Excluded: {excluded}.\n\nCut: {cfg.get('cut_note') or 'nothing'}.")
+    if missing:
+        intro += (f"\n\nNot run yet ({len(missing)} planned runs: the grid was stopped; a rerun of the command "
+                  "without --report-only resumes it): " + ", ".join(
+                      f"`{r['model']}` lr {r['lr']:g} seed {r['seed']} (T={r['T']}, kv={r['kv']}, d={r['d_model']})"
+                      for r in missing) + ". A model's cells below are the best over the learning rates it has run "
+                  "(see lr_scores in recall.csv).")
     if check:
         intro += (f"\n\nHarness check (attention, d=64, T=128, kv=8): {check['accuracy']:.3f} vs "
                   f"{check['target']}: {'passed' if check['passed'] else 'FAILED'}.")
@@ -89,7 +101,7 @@ def plot(result: dict, out: Path) -> list[Path]:
     from linmix.bench import plots  # noqa: F401  (Agg backend)
     import matplotlib.pyplot as plt
 
-    rows = result["rows"]
+    rows = finished(result["rows"])
     paths = []
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     for model in dict.fromkeys(r["model"] for r in rows):
