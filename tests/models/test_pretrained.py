@@ -30,6 +30,10 @@ MAKERS = {
 }
 
 
+#: classes saved under another model_type than their name (transformers reads it: see linmix.hf)
+SAVED_AS = {linmix.LanguageModel: ("linmix_lm", ["LinmixForCausalLM"])}
+
+
 def inputs(model) -> tuple:
     ids = torch.randint(0, V, (2, 12))
     return (ids, torch.randn(2, 2)) if isinstance(model, linmix.MultimodalRegressor) else (ids,)
@@ -47,9 +51,12 @@ def test_save_and_load_round_trip(saved):
     model, path = saved
     assert {p.name for p in path.iterdir()} == {"model.safetensors", "config.json"}
     config = json.loads((path / "config.json").read_text())
-    assert config["model_type"] == type(model).__name__
+    model_type, architectures = SAVED_AS.get(type(model), (type(model).__name__, None))
+    assert config["model_type"] == model_type
     assert config["linmix_version"] == linmix.__version__
-    assert set(config) == {"model_type", "linmix_version", *MODEL_FIELDS}
+    assert config.get("architectures") == architectures
+    header = {"model_type", "linmix_version"} | ({"architectures"} if architectures else set())
+    assert set(config) == {*header, *MODEL_FIELDS}
     assert {k: config[k] for k in MODEL_FIELDS} == dataclasses.asdict(model.config)
     loaded = type(model).from_pretrained(path).eval()
     assert loaded.config == model.config
@@ -71,6 +78,14 @@ def test_from_config_equals_the_constructor():
     assert again.config == model.config
     for p1, p2 in zip(model.state_dict().values(), again.state_dict().values()):
         assert torch.equal(p1, p2)
+
+
+@pytest.mark.parametrize("saved", ["lm"], indirect=True)
+def test_a_folder_saved_under_the_class_name_still_loads(saved):
+    model, path = saved
+    edit_config(path, lambda c: (c.update(model_type="LanguageModel"), c.pop("architectures")))
+    loaded = linmix.load_pretrained(path)
+    assert type(loaded) is linmix.LanguageModel and loaded.config == model.config
 
 
 def edit_config(path: Path, change) -> Path:

@@ -26,7 +26,7 @@ def test_a_registered_toy_mixer_trains_from_the_cli_with_inline_options(tiny_roo
                      "--out", str(out), *TINY])
         assert code == 0, capsys.readouterr().err
         config = json.loads((out / "config.json").read_text())
-        assert config["layers"] == layers and config["model_type"] == "LanguageModel"
+        assert config["layers"] == layers and config["model_type"] == "linmix_lm"
         assert json.loads((out / "train_config.json").read_text())["model"]["layers"] == layers
         model = linmix.load_pretrained(out)
         mixers = [layer.mixer for layer in model.encoder.layers if isinstance(layer.mixer, ScaledPrefixMean)]

@@ -19,7 +19,13 @@ class LanguageModel(PretrainedMixin, nn.Module):
     attention layers (their KV cache). A :attr:`length_free` model (``positional`` "none", "rotary" or
     "sinusoidal" and length-free mixers only, e.g. ``summation(positions=sinusoidal)``, ``linear_attention``,
     ``attention``) reads and generates sequences of any length; otherwise ``max_len`` is a hard bound.
+
+    ``save_pretrained`` writes ``model_type = "linmix_lm"``, which ``import linmix.hf`` registers with
+    transformers, so the folder also loads with ``transformers.AutoModelForCausalLM.from_pretrained``.
     """
+
+    saved_model_type = "linmix_lm"
+    architectures = ("LinmixForCausalLM",)
 
     def __init__(self, vocab_size: int, d_model: int = 256, layers: str = "summation*3,attention",
                  max_len: int = 1024, n_heads: int = 4, positional: str = "learned", tie_weights: bool = True,

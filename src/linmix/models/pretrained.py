@@ -6,7 +6,7 @@ import inspect
 import json
 import os
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
@@ -23,16 +23,23 @@ class PretrainedMixin:
     """Gives a model ``from_config``, ``save_pretrained`` and ``from_pretrained``.
 
     A subclass keeps its resolved :class:`~linmix.config.ModelConfig` in ``self.config`` and takes the
-    config's fields as constructor keywords; saving writes that config as ``config.json`` (plus the class
-    name as ``model_type``) and the weights as safetensors; loading rebuilds the model from the config and
-    loads the weights with ``strict=True``. Tied weights are handled by safetensors.
+    config's fields as constructor keywords; saving writes that config as ``config.json`` (plus
+    ``model_type``: :attr:`saved_model_type`, or the class name, and ``architectures`` when the class
+    names transformers classes that load it) and the weights as safetensors; loading rebuilds the model
+    from the config and loads the weights with ``strict=True``. Tied weights are handled by safetensors.
     """
 
     config: ModelConfig
+    #: the ``model_type`` written to config.json (None: the class name); transformers reads it too
+    saved_model_type: ClassVar[str | None] = None
+    #: transformers classes that load the saved folder (``architectures`` in config.json; see linmix.hf)
+    architectures: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         _MODELS[cls.__name__] = cls
+        if cls.__dict__.get("saved_model_type"):
+            _MODELS[cls.__dict__["saved_model_type"]] = cls
 
     @classmethod
     def from_config(cls: type[M], config: ModelConfig) -> M:
@@ -49,8 +56,11 @@ class PretrainedMixin:
         os.replace(tmp, path / WEIGHTS)
         from linmix import __version__
 
-        config = {"model_type": type(self).__name__, "linmix_version": __version__, **self.config_dict()}
-        write_json_atomic(path / CONFIG, config)
+        header: dict[str, Any] = {"model_type": type(self).saved_model_type or type(self).__name__,
+                                  "linmix_version": __version__}
+        if type(self).architectures:
+            header["architectures"] = list(type(self).architectures)
+        write_json_atomic(path / CONFIG, {**header, **self.config_dict()})
         return path
 
     def config_dict(self) -> dict[str, Any]:
@@ -63,16 +73,22 @@ class PretrainedMixin:
         config = read_config(path)
         model_type = config.pop("model_type")
         config.pop("linmix_version", None)
+        config.pop("architectures", None)
         target = _MODELS.get(model_type)
         if target is None:
             raise ValueError(f"{path} holds an unknown model_type {model_type!r}; known: {', '.join(_MODELS)}")
         if cls is not PretrainedMixin and not issubclass(target, cls):
-            raise ValueError(
-                f"{path} holds a {model_type}, not a {cls.__name__}; load it with linmix.{model_type}.from_pretrained"
-            )
+            name = target.__name__
+            raise ValueError(f"{path} holds a {name}, not a {cls.__name__}; load it with linmix.{name}.from_pretrained")
         model = target.from_config(model_config_from_dict(config, Path(path) / CONFIG))
         load_weights(model, Path(path) / WEIGHTS, map_location)
         return model  # type: ignore[return-value]
+
+
+def saved_class_name(config: dict[str, Any]) -> str | None:
+    """The linmix class a saved ``config.json`` (as read by :func:`read_config`) holds, or None if unknown."""
+    target = _MODELS.get(config.get("model_type"))
+    return None if target is None else target.__name__
 
 
 def model_config_from_dict(data: dict[str, Any], source: str | os.PathLike) -> ModelConfig:

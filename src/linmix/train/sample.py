@@ -16,7 +16,7 @@ import torch
 
 from linmix.data.tokenizers import CONFIG_FILE, Tokenizer, load_tokenizer
 from linmix.models import LanguageModel
-from linmix.models.pretrained import CONFIG, WEIGHTS, load_pretrained, read_config
+from linmix.models.pretrained import CONFIG, WEIGHTS, load_pretrained, read_config, saved_class_name
 from linmix.train.checkpoint import latest_checkpoint
 
 
@@ -47,7 +47,8 @@ def find_tokenizer_dir(model_dir: Path) -> Path:
 def load_lm(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[LanguageModel, Tokenizer]:
     """Load the language model and tokenizer of a run directory or checkpoint folder."""
     model_dir = resolve_model_dir(path)
-    kind = read_config(model_dir).get("model_type")
+    config = read_config(model_dir)
+    kind = saved_class_name(config) or config.get("model_type")
     if kind != "LanguageModel":
         raise ValueError(f"{model_dir} holds a {kind}, not a LanguageModel; only language models can sample text")
     tokenizer = load_tokenizer(find_tokenizer_dir(model_dir))
