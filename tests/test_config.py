@@ -33,12 +33,20 @@ def test_resolved_defaults_come_from_task_defaults(task):
     assert cfg.model.head == task
     assert cfg.model.causal is (task == "lm")
     assert cfg.run.checkpoint_every == cfg.run.eval_every
+    assert cfg.optim.schedule == "cosine"  # constant only under an LR controller (see test below)
+    derived = {("model", "head"), ("model", "causal"), ("run", "checkpoint_every"), ("optim", "schedule")}
     # every other field keeps its dataclass default
     for section, kind in SECTIONS.items():
         for f in dataclasses.fields(kind):
             if f.name not in TASK_DEFAULTS[task].get(section, {}) and f.default is not dataclasses.MISSING \
-                    and (section, f.name) not in {("model", "head"), ("model", "causal"), ("run", "checkpoint_every")}:
+                    and (section, f.name) not in derived:
                 assert getattr(getattr(cfg, section), f.name) == f.default, f"{section}.{f.name}"
+
+
+def test_an_lr_controller_defaults_to_warmup_plus_constant():
+    assert train_config("lm", lr_controller="qlearning").resolved().optim.schedule == "constant"
+    assert train_config("lm", lr_controller="qlearning", schedule="cosine").resolved().optim.schedule == "cosine"
+    assert train_config("lm", schedule="constant").resolved().optim.schedule == "constant"
 
 
 @pytest.mark.parametrize("task", TASKS)

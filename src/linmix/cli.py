@@ -12,7 +12,7 @@ import sys
 
 #: modules that add sub-commands, in the order ``linmix --help`` lists them
 COMMAND_MODULES = ("linmix.train.cli", "linmix.bench.cli", "linmix.compare.cli",
-                   "linmix.compare.experiments_cli", "linmix.analyze.cli")
+                   "linmix.compare.experiments_cli", "linmix.analyze.cli", "linmix.distill.cli")
 
 
 class UsageError(Exception):

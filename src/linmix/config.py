@@ -14,7 +14,7 @@ from typing import Any
 
 from linmix.checks import check_choice as _choice, check_int_at_least, check_range
 from linmix.checks import check_positive as _positive, is_finite as _finite
-from linmix.defaults import COMPARE_DEFAULTS, MODEL_DEFAULTS, RESUME_MUTABLE, TASK_DEFAULTS
+from linmix.defaults import COMPARE_DEFAULTS, MODEL_DEFAULTS, RESUME_MUTABLE, TASK_DEFAULTS, fill_derived
 
 __all__ = ["COMPARE_DEFAULTS", "MODEL_DEFAULTS", "RESUME_MUTABLE", "TASK_DEFAULTS", "CompareConfig", "DataConfig",
            "ModelConfig", "OptimConfig", "RunConfig", "TrainConfig", "compare_config", "train_config"]
@@ -29,7 +29,7 @@ POSITIONAL = ("learned", "multiplicative", "none", "rotary", "sinusoidal")
 NORMS = ("pre", "post")
 ARCHS = ("block", "bare")
 POOLINGS = ("mean", "sum", "cls")
-FUSIONS = ("add", "concat")
+FUSIONS = ("add", "concat", "text")
 
 
 def _help(text: str, choices: tuple[str, ...] | None = None) -> dict[str, Any]:
@@ -61,7 +61,7 @@ class ModelConfig:
     arch: str = field(default="block", metadata=_help(
         "block: residual blocks; bare: embedding -> mixers -> pool (the summation papers' classifier)", ARCHS))
     pooling: str = field(default="mean", metadata=_help("sequence pooling", POOLINGS))
-    fusion: str = field(default="add", metadata=_help("text/numeric fusion", FUSIONS))
+    fusion: str = field(default="add", metadata=_help("add/concat text and numeric; text: text only", FUSIONS))
     tie_weights: bool = True
     causal: bool = False
     vocab_size: int | None = None
@@ -101,7 +101,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    """Where the examples come from and how they become batches."""
+    """Where the examples come from and how they become batches (``drop_features``: multimodal inputs left out)."""
 
     dataset: str | None = field(default=None, metadata=_help("dataset name"))
     tokenizer: str | None = field(default=None, metadata=_help("tokenizer", TOKENIZERS))
@@ -109,6 +109,9 @@ class DataConfig:
     batch_size: int | None = field(default=None, metadata=_help("per-process batch; global = batch x processes"))
     target: str = field(default="Rating", metadata=_help("regression target column (multimodal)"))
     data_dir: str | None = field(default=None, metadata=_help("data root (default $LINMIX_DATA, then the cache)"))
+    valid_fraction: float | None = field(default=None, metadata=_help(
+        "multimodal: validate on this seeded fraction of train instead of the test split (which stays held out)"))
+    drop_features: list[str] = field(default_factory=list)
 
     def validate(self) -> None:
         _positive(vocab_size=self.vocab_size, batch_size=self.batch_size)
@@ -122,13 +125,14 @@ class OptimConfig:
     lr: float | None = field(default=None, metadata=_help("peak learning rate"))
     min_lr_ratio: float = field(default=0.1, metadata=_help("cosine floor as a fraction of lr"))
     warmup: int | None = field(default=None, metadata=_help("linear warmup steps"))
-    schedule: str = field(default="cosine", metadata=_help("LR schedule after warmup", SCHEDULES))
+    schedule: str | None = field(default=None, metadata=_help(
+        "LR schedule after warmup (default cosine; constant under an lr_controller, which anneals)", SCHEDULES))
     weight_decay: float = field(default=0.1, metadata=_help("AdamW weight decay on matrices"))
     beta1: float = field(default=0.9, metadata=_help("AdamW beta1"))
     beta2: float = field(default=0.95, metadata=_help("AdamW beta2 (nanoGPT's char Shakespeare uses 0.99)"))
     grad_clip: float = field(default=1.0, metadata=_help("clip the global gradient norm (0 = off)"))
     lr_controller: str = field(default="none", metadata=_help(
-        "'qlearning': a tabular Q-learner rescales the schedule's LR every 20 steps (linmix.train.qlearning)",
+        "'qlearning': a tabular Q-learner rescales the LR every 10 steps after warmup (linmix.train.qlearning)",
         CONTROLLERS))
     controller_options: dict[str, Any] = field(default_factory=dict)
 
@@ -168,11 +172,9 @@ class RunConfig:
 
     def validate(self) -> None:
         _positive(eval_every=self.eval_every, checkpoint_every=self.checkpoint_every, log_every=self.log_every,
-                  eval_batches=self.eval_batches, final_eval_batches=self.final_eval_batches)
+                  eval_batches=self.eval_batches, final_eval_batches=self.final_eval_batches, steps=self.steps)
         if self.steps is not None and self.epochs is not None:
             raise ValueError("give either steps or epochs, not both")
-        if self.steps is not None:
-            check_int_at_least("steps", self.steps, 1)
         if self.epochs is not None and not (_finite(self.epochs) and self.epochs > 0):
             raise ValueError(f"epochs must be a positive number, got {self.epochs!r}")
         check_int_at_least("patience", self.patience, 0, "0 = no early stopping")
@@ -214,11 +216,9 @@ class TrainConfig:
                     values[section][key] = value
         cfg = TrainConfig.from_dict(values)
         cfg.model = cfg.model.resolved()
-        if cfg.run.checkpoint_every is None:
-            cfg.run.checkpoint_every = cfg.run.eval_every
-        cfg.data.validate()
-        cfg.optim.validate()
-        cfg.run.validate()
+        fill_derived(cfg)
+        for section in (cfg.data, cfg.optim, cfg.run):
+            section.validate()
         return cfg
 
     def to_dict(self) -> dict[str, Any]:
@@ -255,17 +255,17 @@ class TrainConfig:
 class CompareConfig:
     """A comparison: one base :class:`TrainConfig` and the candidates trained under its budget.
 
-    Each candidate is a layer spec, optionally ``SPEC@bare`` for the summation papers' classifier. Every
-    candidate gets the base's data, tokenizer, steps, batch and seeds; ``match_params`` sizes each one's
-    ``d_model`` so its parameter count lies within 10% of the baseline's. ``lrs`` is an LR grid every
-    candidate sweeps (the best of each is reported); ``time_budget_s`` gives every candidate the same
-    training time instead of the same steps.
+    Candidates are written as :meth:`linmix.compare.candidates.Candidate.parse` reads (``"summation@bare"``,
+    ``"summation+add"``, ``"ridge"``). Every candidate gets the base's data, tokenizer, steps, batch and
+    seeds (``None``: the task's default); ``match_params`` sizes each one's ``d_model`` so its parameter count
+    lies within 10% of the baseline's. ``lrs`` is an LR grid every candidate sweeps (the best of each is
+    reported); ``time_budget_s`` gives every candidate the same training time instead of the same steps.
     """
 
     base: TrainConfig = field(default_factory=TrainConfig)
     candidates: list[str] = field(default_factory=list)
     baseline: str | None = None
-    seeds: int = 1
+    seeds: int | None = None
     lrs: list[float] = field(default_factory=list)
     time_budget_s: float | None = None
     probe_steps: int = 12

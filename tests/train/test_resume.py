@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 
 from linmix.config import TrainConfig
 from linmix.train import build_trainer, load_checkpoint, train_config
+from linmix.train.reporting import read_metrics
 
 pytestmark = pytest.mark.slow
 
@@ -91,10 +92,18 @@ def test_in_process_interrupt_and_resume_with_qlearning_and_dropout(tiny_root, t
     assert load_checkpoint(tmp_path / "cut").step == 40
     torch.manual_seed(1234)  # whatever the process did in between must not matter
     resumed = build_trainer(train_config(out=str(tmp_path / "cut")), resume=True)
-    assert resumed.step == 40 and resumed.controller.decisions == 10
+    # fed after the 5 warmup steps: 35 losses = 8 windows of 4 (the first one the reference of the first trend)
+    assert resumed.step == 40 and resumed.controller.decisions == 7
+    saved = load_checkpoint(tmp_path / "cut").state["controller"]
+    assert resumed.controller.state_dict() == saved  # Q table, RNG, windows, baseline: exactly the checkpoint's
+    assert resumed.controller.current_epsilon == 0.5 * 0.97 ** 7
     resumed.fit()
     same_weights(tmp_path / "full", tmp_path / "cut")
     assert train_records(tmp_path / "full") == train_records(tmp_path / "cut")
+    decisions = {name: [r for r in read_metrics(tmp_path / name / "metrics.jsonl") if r["type"] == "lr_decision"]
+                 for name in ("full", "cut")}
+    assert decisions["full"] == decisions["cut"] and len(decisions["full"]) == (70 - 5) // 4 - 1
+    assert len({r["step"] for r in decisions["cut"]}) == len(decisions["cut"])  # none logged twice
 
 
 def test_resume_refuses_a_changed_config_and_a_missing_run(tiny_root, tmp_path):

@@ -86,8 +86,8 @@ def validation_text(config: TrainConfig, data_dir: str | os.PathLike | None, run
         root = data.data_dir  # the run's own data root, when it is still there from here
     try:
         if config.task == "multimodal":
-            return "\n".join(load_regression(data.dataset, "valid", root, target=data.target,
-                                             seed=config.run.seed).texts)
+            return "\n".join(load_regression(data.dataset, "valid", root, target=data.target, seed=config.run.seed,
+                                             valid_fraction=data.valid_fraction).texts)
         return load_lm_text(data.dataset, "valid", root, seed=config.run.seed)
     except FileNotFoundError:
         where = f"--data-dir {root}" if data_dir is not None else "$LINMIX_DATA, the cache or the run's data_dir"

@@ -3,7 +3,8 @@
 Every candidate gets the same dataset, tokenizer, step count, batch size, seeds and LR grid; its ``d_model``
 is chosen so its parameter count lies within 10% of the baseline's (the table shows the counts). When an LR
 grid is given, every candidate sweeps the whole grid and the best LR of each is reported, so no candidate
-gets tuning the others did not.
+gets tuning the others did not. Multimodal comparisons (text + numeric regression) add fusions, a ridge
+reference and test-split scores: see :mod:`linmix.compare.multimodal`.
 """
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ import dataclasses
 import json
 import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from linmix.compare import multimodal
+from linmix.compare.candidates import Candidate
 from linmix.compare.plots import plot_curves
 from linmix.compare.sizing import count_params, size_to_budget, within_budget
 from linmix.compare.table import aggregate, write_grid, write_table
@@ -22,35 +24,17 @@ from linmix.config import COMPARE_DEFAULTS, CompareConfig, TrainConfig
 from linmix.models import build_model
 from linmix.models.spec import parse_layers
 
-TASKS = ("lm", "classify")
-#: metric reported per task, and whether lower is better
+TASKS = ("lm", "classify", "multimodal")
+#: metrics reported per task, the validation metric that picks each candidate's LR, and whether lower is better
 METRICS = {"lm": (["val_loss", "val_ppl", "val_acc"], "val_loss", "min"),
-           "classify": (["val_acc", "val_loss"], "val_acc", "max")}
+           "classify": (["val_acc", "val_loss"], "val_acc", "max"),
+           "multimodal": (multimodal.TEST_METRICS, "val_rmse", "min")}
 #: which evaluation the table reports: an LM's final one (whole split, after the schedule has ended), a
-#: classifier's best one (the summation papers report best validation accuracy over epochs)
-REPORTED = {"lm": "final", "classify": "best"}
-
-
-@dataclass
-class Candidate:
-    """One row of the table: a layer spec and, for classifiers, ``arch`` (``block`` or the papers' ``bare``)."""
-
-    layers: str
-    arch: str = "block"
-
-    @property
-    def name(self) -> str:
-        return self.layers if self.arch == "block" else f"{self.layers}@{self.arch}"
-
-    @classmethod
-    def parse(cls, text: str) -> Candidate:
-        """``"summation*3,attention"`` or ``"summation@bare"``."""
-        layers, _, arch = text.partition("@")
-        arch = arch or "block"
-        if arch not in ("block", "bare"):
-            raise ValueError(f"candidate {text!r}: the part after '@' must be 'block' or 'bare'")
-        parse_layers(layers)
-        return cls(layers.strip(), arch)
+#: classifier's best one (the summation papers report best validation accuracy over epochs), a regressor's
+#: test-split scores at its best validation evaluation
+REPORTED = {"lm": "final", "classify": "best", "multimodal": "test"}
+#: what the speed-up compares: training tokens/s, or (multimodal, whose ridge row has no tokens) train seconds
+SPEED = {"lm": "tokens_per_s", "classify": "tokens_per_s", "multimodal": "train_s"}
 
 
 def resolve_compare(config: CompareConfig) -> CompareConfig:
@@ -77,16 +61,24 @@ def resolve_compare(config: CompareConfig) -> CompareConfig:
             raise ValueError(f"time_budget_s must be a positive number of seconds, got {c.time_budget_s}")
         fill["run.steps"] = c.probe_steps  # a placeholder: each candidate's steps come from its probe
     c.base = c.base.with_overrides(fill).resolved()
+    c.seeds = defaults.get("seeds", 1) if c.seeds is None else c.seeds
     if c.seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {c.seeds}")
-    names = [Candidate.parse(t).name for t in c.candidates]
+    cands = [Candidate.parse(t) for t in c.candidates]
+    names = [cand.name for cand in cands]
     if len(set(names)) != len(names):
         raise ValueError(f"candidates must differ; got {names}")
+    odd = [cand.name for cand in cands if cand.fusion or cand.is_ridge]
+    if odd and task != "multimodal":
+        raise ValueError(f"candidate {odd[0]!r}: '+FUSION' and 'ridge' are for linmix compare multimodal")
+    nets = [cand for cand in cands if not cand.is_ridge]
     if c.baseline is None:
-        pure = [n for n in names if set(parse_layers(n.split("@")[0])) == {"attention"}]
-        c.baseline = pure[0] if pure else names[0]
-    elif c.baseline not in names:
+        pure = [cand.name for cand in nets if set(parse_layers(cand.layers)) == {"attention"}]
+        c.baseline = pure[0] if pure else (nets[0].name if nets else names[0])
+    if c.baseline not in names:
         raise ValueError(f"baseline {c.baseline!r} is not one of the candidates {names}")
+    if c.baseline == "ridge":
+        raise ValueError("the baseline must be a network: ridge has no d_model to size the others to")
     c.out = c.out or f"runs/compare-{task}-{c.base.data.dataset}"
     return c
 
@@ -96,22 +88,26 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")
 
 
-def _model_builder(cfg: CompareConfig, cand: Candidate, vocab_size: int, num_classes: int):
+def _model_builder(cfg: CompareConfig, cand: Candidate, vocab_size: int, num_classes: int,
+                   n_numeric: int | None = None):
     model = dataclasses.replace(cfg.base.model, layers=cand.layers, arch=cand.arch, vocab_size=vocab_size,
-                                num_classes=num_classes or None)
+                                num_classes=num_classes or None, n_numeric=n_numeric,
+                                fusion=cand.fusion or cfg.base.model.fusion)
     return lambda d: build_model(dataclasses.replace(model, d_model=d))
 
 
-def plan_sizes(cfg: CompareConfig, vocab_size: int, num_classes: int) -> dict[str, tuple[int, int]]:
-    """``{candidate: (d_model, params)}``: the baseline at the base ``d_model``, the others sized to match it."""
-    cands = {Candidate.parse(t).name: Candidate.parse(t) for t in cfg.candidates}
+def plan_sizes(cfg: CompareConfig, vocab_size: int, num_classes: int = 0,
+               n_numeric: int | None = None) -> dict[str, tuple[int, int]]:
+    """``{candidate: (d_model, params)}``: the baseline at the base ``d_model``, the other networks sized to
+    match it (``ridge`` has no size to plan)."""
+    cands = {c.name: c for c in map(Candidate.parse, cfg.candidates) if not c.is_ridge}
     d_model = cfg.base.model.d_model
-    target = count_params(_model_builder(cfg, cands[cfg.baseline], vocab_size, num_classes)(d_model))
+    target = count_params(_model_builder(cfg, cands[cfg.baseline], vocab_size, num_classes, n_numeric)(d_model))
     sizes = {cfg.baseline: (d_model, target)}
     for name, cand in cands.items():
         if name == cfg.baseline:
             continue
-        build = _model_builder(cfg, cand, vocab_size, num_classes)
+        build = _model_builder(cfg, cand, vocab_size, num_classes, n_numeric)
         if cfg.match_params:
             d, p = size_to_budget(build, target, multiple=2 * cfg.base.model.n_heads)
             if not within_budget(p, target):
@@ -123,23 +119,28 @@ def plan_sizes(cfg: CompareConfig, vocab_size: int, num_classes: int) -> dict[st
     return {name: sizes[name] for name in cands}
 
 
-def _vocab_and_classes(cfg: CompareConfig) -> tuple[int, int]:
-    """Build the shared tokenizer once to learn the vocabulary size (and the class count)."""
+def _data_sizes(cfg: CompareConfig) -> tuple[int, int, int | None]:
+    """Build the shared tokenizer once to learn the vocabulary size (and the class or numeric input count);
+    a bad dataset, feature or split option fails here, before anything trains."""
     from linmix.data import build_tokenizer, load_classification, load_lm_text
 
     data = cfg.base.data
     if cfg.task == "lm":
         text = load_lm_text(data.dataset, "train", data.data_dir)
-        return build_tokenizer(data.tokenizer, text, data.vocab_size).vocab_size, 0
+        return build_tokenizer(data.tokenizer, text, data.vocab_size).vocab_size, 0, None
+    if cfg.task == "multimodal":
+        rows = multimodal.load_split(cfg.base, "train")
+        return build_tokenizer(data.tokenizer, rows.texts, data.vocab_size).vocab_size, 0, len(rows.numeric_fields)
     rows = load_classification(data.dataset, "train", data.data_dir)
-    return build_tokenizer(data.tokenizer, rows.texts, data.vocab_size).vocab_size, rows.num_classes
+    return build_tokenizer(data.tokenizer, rows.texts, data.vocab_size).vocab_size, rows.num_classes, None
 
 
 def _train_config(cfg: CompareConfig, cand: Candidate, d_model: int, seed: int, lr: float | None, out: Path,
                   **override: Any) -> TrainConfig:
     """The base config for one run of one candidate (``override``: dotted keys, e.g. ``"run.steps"``)."""
     values = {"model.layers": cand.layers, "model.arch": cand.arch, "model.d_model": d_model, "run.seed": seed,
-              "run.out": str(out), **({"optim.lr": lr} if lr is not None else {}), **override}
+              "run.out": str(out), **({"optim.lr": lr} if lr is not None else {}),
+              **({"model.fusion": cand.fusion} if cand.fusion else {}), **override}
     return cfg.base.with_overrides(values).resolved()
 
 
@@ -190,10 +191,16 @@ def _median_logged(run_dir: Path, key: str, fallback: float | None) -> float | N
 
 def run_record(cfg: CompareConfig, candidate: str, seed: int, d_model: int, run_dir: Path,
                summary: dict[str, Any]) -> dict[str, Any]:
-    """One finished training run as a table record: size, speed, and the reported (best or final) metrics."""
-    metrics = METRICS[cfg.task][0]
+    """One finished training run as a table record: size, speed, the reported (best, final or test) metrics
+    and the validation metric that picks the LR."""
+    metrics, monitor, _ = METRICS[cfg.task]
     final = summary.get("final") or {}
-    best = (summary["best"].get("best_metrics") or final) if REPORTED[cfg.task] == "best" else final
+    reported = REPORTED[cfg.task]
+    best = (summary["best"].get("best_metrics") or final) if reported == "best" else final
+    if reported == "test":
+        stats = summary["numeric_stats"]
+        best = {**summary["test"], monitor: summary["best"]["best"], "numeric_fields": stats["numeric_fields"],
+                "target_mean": stats["target_mean"], "target_std": stats["target_std"]}
     step_s = _median_logged(run_dir, "step_s", None)
     epoch_steps = (summary["steps_done"] / summary["epochs_done"]
                    if cfg.task == "classify" and summary.get("epochs_done") else None)
@@ -203,9 +210,9 @@ def run_record(cfg: CompareConfig, candidate: str, seed: int, d_model: int, run_
             "s_per_epoch": step_s * epoch_steps if step_s and epoch_steps else None,
             "train_s": step_s * summary["steps_done"] if step_s else None,
             "wall_s": summary["wall_time_s"], "status": summary["status"], "run_dir": str(run_dir),
-            "steps": summary["steps_done"],
+            "steps": summary["steps_done"], "total_steps": summary["total_steps"],
             **{m: best.get(m) for m in metrics},
-            **{f"final_{m}": final.get(m) for m in metrics}}
+            **{f"final_{m}": final.get(m) for m in metrics}, **(best if reported == "test" else {})}
 
 
 def run_compare(config: CompareConfig) -> dict[str, Any]:
@@ -215,14 +222,14 @@ def run_compare(config: CompareConfig) -> dict[str, Any]:
     """
     from linmix.train import run_training
 
+    train = multimodal.train_and_test if config.task == "multimodal" else run_training
     cfg = resolve_compare(config)
     out = Path(cfg.out)
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"{out} exists and is not empty; choose another --out")
     metrics, monitor, mode = METRICS[cfg.task]
     cands = [Candidate.parse(t) for t in cfg.candidates]
-    vocab, classes = _vocab_and_classes(cfg)
-    sizes = plan_sizes(cfg, vocab, classes)
+    sizes = plan_sizes(cfg, *_data_sizes(cfg))
     lrs = cfg.lrs or [None]
     runs: list[dict[str, Any]] = []
     curves: dict[str, list[tuple[int, float]]] = {}
@@ -230,6 +237,9 @@ def run_compare(config: CompareConfig) -> dict[str, Any]:
     grid_runs: list[dict[str, Any]] = []
     started = time.perf_counter()
     for cand in cands:
+        if cand.is_ridge:
+            runs += [multimodal.ridge_run(cfg, seed, out / "ridge" / f"seed{seed}") for seed in range(cfg.seeds)]
+            continue
         d_model, _ = sizes[cand.name]
         override = {}
         if cfg.time_budget_s is not None:
@@ -238,7 +248,7 @@ def run_compare(config: CompareConfig) -> dict[str, Any]:
             best_run = None
             for lr in lrs:
                 run_dir = out / _slug(cand.name) / (f"seed{seed}" + (f"-lr{lr:g}" if lr is not None else ""))
-                summary = run_training(_train_config(cfg, cand, d_model, seed, lr, run_dir, **override))
+                summary = train(_train_config(cfg, cand, d_model, seed, lr, run_dir, **override))
                 record = run_record(cfg, cand.name, seed, d_model, run_dir, summary)
                 grid_runs.append(record)
                 score = record[monitor]
@@ -250,9 +260,11 @@ def run_compare(config: CompareConfig) -> dict[str, Any]:
             label = f"{cand.name} (seed {seed})" if cfg.seeds > 1 else cand.name
             curves[label] = _val_curve(Path(best_run["run_dir"]), monitor)
             by_time[label] = _loss_by_training_time(Path(best_run["run_dir"]))
-    rows = aggregate(runs, metrics, cfg.baseline)
+    rows = aggregate(runs, metrics, cfg.baseline, speed=SPEED[cfg.task])
     header = _header(cfg, time.perf_counter() - started, runs)
-    markdown = write_table(out, rows, runs, metrics, cfg.baseline, header)
+    if cfg.task == "multimodal":
+        header += multimodal.header_lines(cfg, rows, runs)
+    markdown = write_table(out, rows, runs, metrics, cfg.baseline, header, train_time=SPEED[cfg.task] == "train_s")
     if len(lrs) > 1:
         markdown = write_grid(out, grid_runs, monitor)
     dataset = cfg.base.data.dataset
@@ -276,24 +288,29 @@ def _header(cfg: CompareConfig, wall_s: float, runs: list[dict[str, Any]]) -> st
     return (f"# linmix compare {cfg.task}: {cfg.base.data.dataset}\n\n"
             f"- candidates: {', '.join(cfg.candidates)}; baseline: {cfg.baseline}\n"
             f"- same data, tokenizer, {_length_text(cfg, runs)}, batch, seeds "
-            f"({cfg.seeds}), LR grid ({lrs}; best per candidate); d_model sized so parameters are within 10% "
-            f"of the baseline's\n"
+            f"({cfg.seeds}), LR grid ({lrs}; best per candidate); "
+            + ("d_model sized so parameters are within 10% of the baseline's" if cfg.match_params else
+               f"every network at d_model {cfg.base.model.d_model} (no parameter matching)") + "\n"
             f"- reported: the {_reported_text(cfg.task)}\n"
             f"- train tokens/s: median over logged training windows (evaluation excluded); wall s includes "
             f"evaluation\n- machine: {machine_text}; {v}\n- total wall time: {wall_s:.0f} s\n")
 
 
 def _length_text(cfg: CompareConfig, runs: list[dict[str, Any]]) -> str:
+    nets = [r for r in runs if r["steps"] is not None]  # ridge takes no steps
     if cfg.time_budget_s is not None:
-        steps = ", ".join(f"{r['candidate']} {r['steps']}" for r in runs if r["seed"] == 0)
+        steps = ", ".join(f"{r['candidate']} {r['steps']}" for r in nets if r["seed"] == 0)
         return (f"training time budget ({cfg.time_budget_s:g} s of training steps each; steps from a "
                 f"{cfg.probe_steps}-step timing probe: {steps})")
+    planned = nets[0].get("total_steps", nets[0]["steps"]) if nets else None
     if cfg.base.run.epochs is not None:
-        return f"epochs ({cfg.base.run.epochs:g} = {runs[0]['steps']} steps)"
-    return f"steps ({runs[0]['steps']})"
+        return f"epochs ({cfg.base.run.epochs:g} = {planned} steps)"
+    return f"steps ({planned})"
 
 
 def _reported_text(task: str) -> str:
     if REPORTED[task] == "final":
         return "final evaluation after the last step (whole validation split unless final_eval_batches bounds it)"
+    if REPORTED[task] == "test":
+        return "test-split scores of each network's weights at its best validation evaluation (below)"
     return "best periodic evaluation (like the papers' best validation accuracy over epochs)"

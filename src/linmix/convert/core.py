@@ -8,6 +8,7 @@ GPT-2 and Llama (:mod:`linmix.convert.hf`). Residuals, norms and feed-forwards a
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from torch import nn
@@ -17,6 +18,7 @@ from linmix.convert.adapters import HFAttentionAdapter, MultiheadAttentionAdapte
 from linmix.convert.common import Built, Site
 from linmix.convert.keep import auto_count, calibration_scores, resolve_keep
 from linmix.convert.report import ConversionReport, Replacement
+from linmix.convert.teachers import mark
 from linmix.mixers.base import Mixer
 from linmix.mixers.registry import check_mixer_name
 
@@ -27,8 +29,8 @@ ATTENTION_SUFFIXES = ("Attention", "Attn")
 
 def convert(model: nn.Module, mixer: str = "linear_attention", keep: Any = None, *, calibration: Any = None,
             auto_keep: int | float = 0.25, causal: bool | None = None, max_len: int | None = None,
-            cross_attention: str = "keep", freeze: bool = False,
-            **options: Any) -> tuple[nn.Module, ConversionReport]:
+            cross_attention: str = "keep", freeze: bool = False, keep_teacher: bool = False,
+            scores: dict[str, float] | None = None, **options: Any) -> tuple[nn.Module, ConversionReport]:
     """Replace the model's attention layers by linmix mixer ``mixer`` (built with ``**options``), in place.
 
     Args:
@@ -47,6 +49,11 @@ def convert(model: nn.Module, mixer: str = "linear_attention", keep: Any = None,
         cross_attention: ``"keep"`` (cross-attention is left as it is and listed as kept); ``"replace"``
             is refused, since a linmix mixer mixes one sequence.
         freeze: make every parameter except the new mixers' non-trainable (for attention transfer).
+        keep_teacher: keep each replaced attention module, frozen, beside its new mixer (outside the model's
+            parameters and ``state_dict``; see :mod:`linmix.convert.teachers`), for :mod:`linmix.distill`.
+        scores: with ``keep="auto"``, rank the layers by these ``{path: score}`` (largest kept) instead of
+            a calibration run, e.g. the per-layer losses :func:`linmix.distill.attention_transfer` returns
+            for a fully converted copy: the layers the mixer still imitates worst after training.
 
     Returns:
         ``(model, report)``: the same model object, converted, and a :class:`ConversionReport`.
@@ -73,18 +80,28 @@ def convert(model: nn.Module, mixer: str = "linear_attention", keep: Any = None,
                 raise ValueError(f"{s.path}: causal={causal} conflicts with the host ({s.family}, causal={s.causal});"
                                  " causal= applies to torch.nn.MultiheadAttention layers only")
     paths = [s.path for s in candidates]
+    if scores is not None and keep != "auto":
+        raise ValueError("scores= ranks the layers for keep='auto'; pass keep='auto' with it")
     report = ConversionReport(mixer=mixer, params_before=count_parameters(model),
                               modules={s.path: type(s.module).__name__ for s in sites})
     if isinstance(keep, str):
         if keep != "auto":
             raise ValueError(f"keep must be None, a list of layer indices, a ratio in (0, 1) or 'auto'; got {keep!r}")
         count = auto_count(auto_keep, len(candidates))
-        builds = {s.path: build(s, mixer, options, max_len, model) for s in candidates}
-        contexts = list({id(FAMILIES[s.family]): FAMILIES[s.family].calibrating for s in candidates}.values())
-        report.scores = calibration_scores(model, {s.path: s.module for s in candidates},
-                                           {p: b.module for p, b in builds.items()}, calibration, contexts)
+        if scores is not None:
+            report.scores = given_scores(scores, paths)
+            why = "keep='auto': largest of the given scores"
+        else:
+            builds = {s.path: build(s, mixer, options, max_len, model) for s in candidates}
+            contexts = list({id(FAMILIES[s.family]): FAMILIES[s.family].calibrating for s in candidates}.values())
+            report.scores = calibration_scores(model, {s.path: s.module for s in candidates},
+                                               {p: b.module for p, b in builds.items()}, calibration, contexts)
+            why = "keep='auto': largest relative MSE on the calibration input"
         ranked = sorted(range(len(candidates)), key=lambda i: -report.scores[paths[i]])
-        kept, why = sorted(ranked[:count]), "keep='auto': largest relative MSE on the calibration input"
+        kept = sorted(ranked[:count])
+        if scores is not None:
+            builds = {s.path: build(s, mixer, options, max_len, model)
+                      for i, s in enumerate(candidates) if i not in kept}
     else:
         kept, why = resolve_keep(keep, len(candidates), paths)
         builds = {s.path: build(s, mixer, options, max_len, model)
@@ -97,6 +114,7 @@ def convert(model: nn.Module, mixer: str = "linear_attention", keep: Any = None,
             continue
         built = builds[site.path]
         install(model, site, built.module)
+        mark(built.module, site.path, site.module, built.initialised, keep_teacher)
         replaced.append((site, built))
         report.replaced.append(Replacement(site.path, type(site.module).__name__, built.spec, built.initialised))
         report.notes.extend(built.notes)
@@ -109,6 +127,9 @@ def convert(model: nn.Module, mixer: str = "linear_attention", keep: Any = None,
         for p in model.parameters():
             p.requires_grad_(id(p) in new)
         report.notes.append("freeze=True: only the new mixers' parameters are trainable")
+    if keep_teacher and replaced:
+        report.notes.append("keep_teacher=True: each replaced attention module is kept, frozen, beside its mixer "
+                            "(linmix.distill uses it; linmix.convert.teachers.drop_teachers releases it)")
     report.params_after = count_parameters(model)
     return model, report
 
@@ -132,6 +153,21 @@ def find_sites(model: nn.Module, causal: bool | None) -> list[Site]:
                              "attention mixers")
     order = {path: i for i, (path, _) in enumerate(model.named_modules())}
     return sorted(sites, key=lambda s: order[s.path])
+
+
+def given_scores(scores: dict[str, float], paths: list[str]) -> dict[str, float]:
+    """``scores`` checked to hold a finite number for every candidate path (``ValueError`` naming the first
+    that has none)."""
+    if not isinstance(scores, dict):
+        raise ValueError(f"scores must be a dict {{module path: score}}, got {type(scores).__name__}")
+    out = {}
+    for path in paths:
+        value = scores.get(path)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"scores has no number for {path}; keep='auto' with scores= needs one for every "
+                             f"attention layer ({', '.join(paths)})")
+        out[path] = float(value)
+    return out
 
 
 def build(site: Site, mixer: str, options: dict[str, Any], max_len: int | None, model: nn.Module) -> Built:

@@ -186,6 +186,7 @@ def load_regression(
     data_dir: PathLike | None = None,
     *,
     numeric_fields: Sequence[str] | None = None,
+    drop_fields: Sequence[str] = (),
     target: str = "Rating",
     include_title: bool = True,
     valid_fraction: float | None = None,
@@ -196,7 +197,9 @@ def load_regression(
     The text is the review body, with its ``Title`` prepended on its own line when present (and
     ``include_title``). ``numeric_fields`` defaults to ``schema.json``'s ``numeric_input_fields``
     (Age, Positive Feedback Count, Recommended IND) minus the target; naming the target among the
-    inputs is a ``ValueError`` (label leakage). Missing numeric values become NaN. The shared
+    inputs is a ``ValueError`` (label leakage). ``drop_fields`` removes inputs from that list (e.g.
+    ``Recommended IND``, which nearly determines ``Rating``); a name that is not one of them is a
+    ``ValueError`` listing the inputs. Missing numeric values become NaN. The shared
     files have 18,112 train / 4,529 test rows (a seeded 80/20 split; no validation split).
     """
     spec = dataset_spec(name)
@@ -212,6 +215,14 @@ def load_regression(
         fields = list(numeric_fields)
         if target in fields:
             raise ValueError(f"target {target!r} is also a numeric input; remove it from numeric_fields")
+    drop = [drop_fields] if isinstance(drop_fields, str) else list(drop_fields)
+    unknown = [f for f in drop if f not in fields]
+    if unknown:
+        raise ValueError(f"cannot drop {', '.join(map(repr, unknown))}: the numeric inputs of {name} are "
+                         f"{', '.join(map(repr, fields))}")
+    fields = [f for f in fields if f not in drop]
+    if drop and not fields:
+        raise ValueError(f"dropping {', '.join(map(repr, drop))} leaves {name} without numeric inputs")
     texts: list[str] = []
     numeric: list[list[float]] = []
     targets: list[float] = []

@@ -1,4 +1,5 @@
-"""Text + numeric regression: a mixer-stack text branch and a numeric MLP, fused by addition or concatenation."""
+"""Text + numeric regression: a mixer-stack text branch and a numeric MLP, fused by addition or concatenation
+(or the text branch alone, the reference that shows what the numeric inputs add)."""
 from __future__ import annotations
 
 import torch
@@ -9,12 +10,13 @@ from linmix.models.classifier import TextEncoder
 from linmix.models.pretrained import PretrainedMixin
 
 
-
 class MultimodalRegressor(PretrainedMixin, nn.Module):
     """Predict one number from a text and ``n_numeric`` features.
 
     ``fusion="add"`` maps both branches into one shared latent of size D and adds them (the summation
-    papers' design); ``fusion="concat"`` concatenates them. A small MLP maps the fused vector to ``[B]``.
+    papers' design); ``fusion="concat"`` concatenates them; ``fusion="text"`` has no numeric branch at all
+    (``numeric`` is still passed, shape-checked and ignored, so every fusion trains on the same batches).
+    A small MLP maps the fused vector to ``[B]``.
     """
 
     def __init__(self, vocab_size: int, n_numeric: int, d_model: int = 256, layers: str = "summation",
@@ -30,8 +32,9 @@ class MultimodalRegressor(PretrainedMixin, nn.Module):
                                   mixer_options=dict(mixer_options or {})).resolved()
         self.fusion, self.n_numeric = fusion, n_numeric
         self.text = TextEncoder(self.config)
-        self.numeric = nn.Sequential(nn.Linear(n_numeric, d_model), nn.ReLU(), nn.Linear(d_model, d_model))
-        fused = d_model if fusion == "add" else 2 * d_model
+        self.numeric = (None if fusion == "text" else
+                        nn.Sequential(nn.Linear(n_numeric, d_model), nn.ReLU(), nn.Linear(d_model, d_model)))
+        fused = 2 * d_model if fusion == "concat" else d_model
         self.head = nn.Sequential(nn.Linear(fused, d_model), nn.ReLU(), nn.Linear(d_model, 1))
 
     def forward(self, ids: torch.Tensor, numeric: torch.Tensor,
@@ -41,7 +44,8 @@ class MultimodalRegressor(PretrainedMixin, nn.Module):
             raise ValueError(
                 f"numeric must have shape [B={ids.shape[0]}, n_numeric={self.n_numeric}], got {list(numeric.shape)}"
             )
-        t = self.text(ids, padding_mask)
-        n = self.numeric(numeric.to(t.dtype))
-        z = t + n if self.fusion == "add" else torch.cat([t, n], -1)
+        z = self.text(ids, padding_mask)
+        if self.numeric is not None:
+            n = self.numeric(numeric.to(z.dtype))
+            z = z + n if self.fusion == "add" else torch.cat([z, n], -1)
         return self.head(z).squeeze(-1)

@@ -1,4 +1,5 @@
-"""``linmix train {lm,classify,multimodal}`` and ``linmix sample``: parse arguments, call the library.
+"""``linmix train {lm,classify,multimodal}``, ``linmix train-schedules`` and ``linmix sample``: parse
+arguments, call the library.
 
 The training flags are generated from the config dataclasses (:mod:`linmix.config_io`): each defaults to
 ``None`` (not given), so the task's defaults apply, a ``--config`` file overrides them, flags override the
@@ -10,6 +11,7 @@ import argparse
 import os
 import sys
 import types
+from pathlib import Path
 from typing import Any, NoReturn
 
 from linmix.config import TrainConfig
@@ -48,6 +50,23 @@ def register(subparsers: Any) -> None:
         _add_train_options(p, task)
         p.set_defaults(func=cmd_train)
 
+    schedules = subparsers.add_parser(
+        "train-schedules", help="warmup+cosine vs warmup+constant vs the Q-learning LR controller, same runs",
+        description="Train each LR-schedule contender (cosine, constant, qlearning) for every seed under --out "
+                    "(default runs/schedules-TASK-DATASET) and write schedules.csv/.md/.png there; a rerun "
+                    "reads finished runs and continues unfinished ones (linmix.train.schedule_compare).")
+    _one_line_errors(schedules)
+    schedule_tasks = schedules.add_subparsers(dest="task", metavar="TASK")
+    schedule_tasks.required = True
+    for task in ("lm", "classify", "multimodal"):
+        p = schedule_tasks.add_parser(task, help=TASK_HELP[task], description=TASK_HELP[task])
+        _one_line_errors(p)
+        _add_train_options(p, task, resume=False, skip=("schedule", "lr_controller"))  # the contenders set them
+        p.add_argument("--seeds", type=int, default=3, metavar="N", help="seeds per contender (default 3)")
+        p.add_argument("--contenders", default="cosine,constant,qlearning", metavar="LIST",
+                       help="comma-separated subset of cosine, constant, qlearning")
+        p.set_defaults(func=cmd_train_schedules)
+
     sample = subparsers.add_parser("sample", help="generate text from a trained language model (streams)",
                                    description="Stream text from a run directory or checkpoint folder.")
     _one_line_errors(sample)
@@ -63,14 +82,16 @@ def register(subparsers: Any) -> None:
     sample.set_defaults(func=cmd_sample)
 
 
-def _add_train_options(p: argparse.ArgumentParser, task: str) -> None:
-    """Every config field as a flag (``--lr`` / ``--optim.lr``), plus ``--config``, ``--resume``, ``--quiet``."""
-    skip = () if task == "multimodal" else ("fusion", "target")
+def _add_train_options(p: argparse.ArgumentParser, task: str, resume: bool = True, skip: tuple[str, ...] = ()) -> None:
+    """Every config field as a flag (``--lr`` / ``--optim.lr``) but those in ``skip``, plus ``--config``,
+    ``--quiet`` and (with ``resume``) ``--resume``."""
+    skip += () if task == "multimodal" else ("fusion", "target", "valid_fraction")
     skip += ("pooling", "arch") if task == "lm" else ()
     add_config_flags(p, task, skip=skip)
     p.add_argument("--block-size", dest="cfg__model__max_len", type=int, metavar="V",
                    help="the same as --max-len (an LM's block size)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    if resume:
+        p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -101,6 +122,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 1
     if _is_rank0():  # under torchrun only rank 0 reports
         print(format_summary(summary))
+    return 0
+
+
+def cmd_train_schedules(args: argparse.Namespace) -> int:
+    from linmix.train.schedule_compare import TABLE_MD, compare_schedules, default_out
+
+    config = config_from_args(args)
+    out = config.run.out or default_out(config)
+    compare_schedules(config, seeds=args.seeds, out=out, contenders=[c.strip() for c in args.contenders.split(",")])
+    if _is_rank0():
+        print((Path(out) / TABLE_MD).read_text() + f"written to {out}")
     return 0
 
 

@@ -1,8 +1,9 @@
 """The one training loop for every task: :class:`Trainer`.
 
 AdamW (weight decay on matrices only), warmup + cosine/constant LR (times the optional Q-learning
-controller's scale), gradient clipping, autocast (bf16 on CPU/CUDA, fp16 + GradScaler on CUDA), periodic
-evaluation with early stopping, atomic checkpoints, NaN/inf detection, DDP. Rank 0 alone writes files.
+controller's scale; it sees the losses after warmup, and its decisions go to metrics.jsonl), gradient
+clipping, autocast (bf16 on CPU/CUDA, fp16 + GradScaler on CUDA), periodic evaluation with early stopping,
+atomic checkpoints, NaN/inf detection, DDP. Rank 0 alone writes files.
 The batch of step ``s`` depends only on ``(seed, s, rank)`` (see :mod:`linmix.train.tasks`), and every
 other piece of state is in the checkpoint, so a resumed run reaches the same weights as an uninterrupted
 one (bitwise on CPU).
@@ -32,6 +33,7 @@ from linmix.train.tasks import Task
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 PLOT = "loss_curve.png"
+LR_PLOT = "lr_curve.png"
 
 __all__ = ["EarlyStopping", "Trainer", "TrainingDiverged", "autocast_dtype"]
 
@@ -40,8 +42,12 @@ class Trainer:
     """Trains ``model`` on ``task`` as ``config`` says; :meth:`fit` returns the summary dict.
 
     ``config`` must be resolved; ``total_steps`` defaults to ``config.run.steps``. ``run_dir`` (rank 0)
-    receives metrics, checkpoints, the summary and the plot; ``None`` trains without writing anything.
+    receives metrics, checkpoints, the summary and the plots (loss_curve.png, lr_curve.png); ``None``
+    trains without writing anything.
     ``checkpoint`` (from :func:`~linmix.train.checkpoint.load_checkpoint`) continues a previous run exactly.
+    Setting ``keep_best`` before :meth:`fit` keeps a copy of the weights of the best evaluation so far in
+    ``best_state`` (memory, not disk: a caller that tests the selected model, e.g. ``linmix compare
+    multimodal``, loads it afterwards).
     """
 
     def __init__(self, model: torch.nn.Module, task: Task, config: TrainConfig, run_dir: str | Path | None,
@@ -76,7 +82,9 @@ class Trainer:
         self.tokens_seen = 0
         self.last_checkpoint: Path | None = None
         self.last_checkpoint_step: int | None = None
-        self.history: dict[str, list[tuple[int, float]]] = {"train": [], "val": []}
+        self.history: dict[str, list[tuple]] = reporting.empty_history()
+        self.keep_best = False
+        self.best_state: dict[str, torch.Tensor] | None = None
         if checkpoint is not None:
             self._restore(checkpoint)
         elif self.run_dir is not None and (self.run_dir / METRICS).exists():
@@ -178,8 +186,10 @@ class Trainer:
         self.step = step + 1
         tokens = self.task.tokens(batch) * self.ctx.world_size
         self.tokens_seen += tokens
-        if self.controller is not None:
-            self.controller.update(global_loss)
+        if self.controller is not None and step >= self.config.optim.warmup:  # warmup is the schedule's alone
+            decision = self.controller.observe(global_loss)
+            if decision is not None:
+                self._log_decision(decision.to_dict())
         self._window.add(global_loss, tokens)
         if self.step % cfg.log_every == 0 or self.step == self.total_steps:
             self._log_train(lr, grad_norm)
@@ -189,6 +199,8 @@ class Trainer:
         if self.step % cfg.eval_every == 0 or self.step == self.total_steps:
             metrics = self.evaluate(cfg.eval_batches)
             improved = self.stopper.update(metrics, self.step)
+            if improved and self.keep_best:
+                self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             self._log({"type": "eval", "step": self.step, **metrics, "best": improved})
             self.history["val"].append((self.step, metrics["val_loss"]))
             if self.ctx.is_main and cfg.progress:
@@ -206,7 +218,14 @@ class Trainer:
                    "tokens_per_s": tps, "step_s": step_s, "epoch": self.step / self.task.steps_per_epoch,
                    "elapsed_s": self.wall_before + now - self._t0})
         self.history["train"].append((self.step, mean_loss))
+        self.history["lr"].append((self.step, lr))
         self._bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tps:,.0f}", refresh=False)
+
+    def _log_decision(self, decision: dict[str, Any]) -> None:
+        """A controller decision, with the LR it sets for the next step (``lr``), into metrics.jsonl."""
+        lr = self.lr_at(self.step)
+        self._log({"type": "lr_decision", "step": self.step, **decision, "lr": lr})
+        self.history["decisions"].append((self.step, lr, decision["factor"], decision["explored"]))
 
     def _backward_and_step(self, loss: torch.Tensor, step: int) -> float:
         clip = self.config.optim.grad_clip if self.config.optim.grad_clip > 0 else float("inf")
@@ -295,4 +314,5 @@ class Trainer:
         if self.run_dir is not None:
             reporting.write_summary(self.run_dir / SUMMARY, summary)
             reporting.plot_losses(self.history, self.run_dir / PLOT, title=self.config.name)
+            reporting.plot_lr(self.history, self.run_dir / LR_PLOT, title=self.config.name)
         return summary

@@ -1,4 +1,9 @@
-"""Run reporting: the progress bar, ``metrics.jsonl`` upkeep, ``summary.json`` and the loss-curve PNG."""
+"""Run reporting: the progress bar, ``metrics.jsonl`` upkeep, ``summary.json`` and the loss and LR curve PNGs.
+
+``metrics.jsonl`` holds one JSON record a line: ``train`` (mean loss, the LR of the step, throughput; every
+``log_every`` steps, whatever the schedule), ``eval``, ``lr_decision`` (one per LR-controller decision: the
+:class:`~linmix.train.qlearning.Decision` fields plus ``lr``, the LR it sets for the next step) and ``final``.
+"""
 from __future__ import annotations
 
 import json
@@ -39,19 +44,29 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def truncate_metrics(path: Path, step: int) -> dict[str, list[tuple[int, float]]]:
+def empty_history() -> dict[str, list[tuple]]:
+    """What the plots draw: ``train``/``val`` ``(step, loss)``, ``lr`` ``(step, lr)`` and ``decisions``
+    ``(step, new lr, factor, explored)``."""
+    return {"train": [], "val": [], "lr": [], "decisions": []}
+
+
+def truncate_metrics(path: Path, step: int) -> dict[str, list[tuple]]:
     """Drop records after ``step`` (written by a run that died after its last checkpoint); return the
-    loss history that is left, for the plot."""
-    kept = [r for r in read_metrics(path) if r.get("step", 0) <= step and r.get("type") in ("train", "eval")]
+    history that is left (:func:`empty_history`), for the plots."""
+    kept = [r for r in read_metrics(path)
+            if r.get("step", 0) <= step and r.get("type") in ("train", "eval", "lr_decision")]
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
     os.replace(tmp, path)
-    history: dict[str, list[tuple[int, float]]] = {"train": [], "val": []}
+    history = empty_history()
     for r in kept:
         if r["type"] == "train":
             history["train"].append((r["step"], r["loss"]))
-        else:
+            history["lr"].append((r["step"], r["lr"]))
+        elif r["type"] == "eval":
             history["val"].append((r["step"], r["val_loss"]))
+        else:
+            history["decisions"].append((r["step"], r["lr"], r["factor"], r["explored"]))
     return history
 
 
@@ -139,6 +154,50 @@ def plot_losses(history: dict[str, list[tuple[int, float]]], path: Path, title: 
     ax.grid(alpha=0.3)
     if drawn:
         ax.legend()
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    os.replace(tmp, path)
+    return path
+
+
+def plot_lr(history: dict[str, list[tuple]], path: Path, title: str = "") -> Path | None:
+    """The LR (top, log scale) and the training and validation loss (bottom) against step; LR-controller
+    decisions are marked on the LR curve (down/up triangles: cut/raise, dots: keep; hollow: a random exploration).
+    ``None`` when no LR was logged."""
+    if not history["lr"]:
+        return None
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 5.5))
+    FigureCanvasAgg(fig)
+    ax_lr, ax_loss = fig.subplots(2, 1, sharex=True)
+    # a train record's lr is that of the steps since the previous record: a step curve ending at its step
+    ax_lr.plot([s for s, _ in history["lr"]], [v for _, v in history["lr"]], "-", color="C0", label="lr",
+               drawstyle="steps-pre")
+    for marker, keep in (("v", lambda f: f < 1), ("^", lambda f: f > 1), ("o", lambda f: f == 1)):
+        for explored in (False, True):
+            points = [(s, v) for s, v, f, e in history["decisions"] if keep(f) and e == explored]
+            if points:
+                ax_lr.plot([s for s, _ in points], [v for _, v in points], marker, linestyle="none", markersize=5,
+                           color="C3", markerfacecolor="none" if explored else "C3")
+    if history["decisions"]:
+        ax_lr.plot([], [], "v", color="C3", label="controller: cut / raise (^) / keep (o); hollow = explored")
+    ax_lr.set_yscale("log")
+    ax_lr.set_ylabel("learning rate")
+    ax_lr.set_title(title, fontsize=9)
+    ax_lr.legend(fontsize=7)
+    points = [(s, v) for s, v in history["train"] if math.isfinite(v)]
+    ax_loss.plot([s for s, _ in points], [v for _, v in points], "-", color="C1", label="train loss")
+    points = [(s, v) for s, v in history["val"] if math.isfinite(v)]
+    if points:
+        ax_loss.plot([s for s, _ in points], [v for _, v in points], "o-", color="C2", label="val loss", markersize=3)
+    ax_loss.set_xlabel("step")
+    ax_loss.set_ylabel("loss")
+    ax_loss.legend(fontsize=7)
+    for ax in (ax_lr, ax_loss):
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     tmp = path.with_name(path.stem + ".tmp.png")
     fig.savefig(tmp, dpi=110)

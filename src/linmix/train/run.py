@@ -238,9 +238,11 @@ def standardize(numeric: np.ndarray, stats: dict[str, Any]) -> np.ndarray:
 
 
 def _prepare_multimodal(config: TrainConfig, ctx: DistContext, given: Tokenizer | None) -> Prepared:
+    """Validation is the test split unless ``data.valid_fraction`` carves a seeded slice of train for it."""
     data, seed = config.data, config.run.seed
-    train = load_regression(data.dataset, "train", data.data_dir, target=data.target, seed=seed)
-    val = load_regression(data.dataset, "valid", data.data_dir, target=data.target, seed=seed)
+    train, val = (load_regression(data.dataset, split, data.data_dir, target=data.target, seed=seed,
+                                  drop_fields=data.drop_features, valid_fraction=data.valid_fraction)
+                  for split in ("train", "valid"))
     stats = numeric_statistics(train.numeric, train.targets)
     stats.update(numeric_fields=train.numeric_fields, target=train.target_field)
     tok = _tokenizer(config, train.texts, ctx, given)

@@ -10,7 +10,7 @@ the loss of a batch is, which batches form the validation pass, and how per-batc
   sees exactly the windows that one process with batch ``W * B`` sees.
 * :class:`ClassifyTask` — cross-entropy over :class:`~linmix.data.ClassificationBatches`; metric accuracy.
 * :class:`RegressionTask` — MSE on standardised targets over :class:`~linmix.data.MultimodalBatches`;
-  RMSE / MAE reported in the target's own units.
+  RMSE / MAE reported in the target's own units, and R^2 (1 - squared error / the split's own variance).
 """
 from __future__ import annotations
 
@@ -217,10 +217,10 @@ class ClassifyTask(_TextBatchTask):
 
 
 class RegressionTask(_TextBatchTask):
-    """Text + numeric regression: MSE on ``(target - mean) / std``; RMSE and MAE in target units."""
+    """Text + numeric regression: MSE on ``(target - mean) / std``; RMSE and MAE in target units, R^2."""
 
     monitor, mode = "val_rmse", "min"
-    sum_keys = ("abs_sum", "count", "loss_sum", "sq_sum")
+    sum_keys = ("abs_sum", "count", "loss_sum", "sq_sum", "target_sq_sum", "target_sum")
 
     def __init__(self, train_batches: Any, val_batches: Any, target_mean: float, target_std: float) -> None:
         super().__init__(train_batches, val_batches)
@@ -237,10 +237,15 @@ class RegressionTask(_TextBatchTask):
         targets = targets.double()
         pred = pred_std * self.std + self.mean
         err = pred - targets
-        return {"loss_sum": float(((pred_std - (targets - self.mean) / self.std) ** 2).sum()),
-                "sq_sum": float((err ** 2).sum()), "abs_sum": float(err.abs().sum()), "count": float(len(targets))}
+        # targets are summed around the train mean so the split's variance (for R^2) loses no precision
+        centred = targets - self.mean
+        return {"loss_sum": float(((pred_std - centred / self.std) ** 2).sum()),
+                "sq_sum": float((err ** 2).sum()), "abs_sum": float(err.abs().sum()), "count": float(len(targets)),
+                "target_sum": float(centred.sum()), "target_sq_sum": float((centred ** 2).sum())}
 
     def finalize(self, sums: dict[str, float]) -> dict[str, float]:
         n = max(sums["count"], 1.0)
+        total = sums["target_sq_sum"] - sums["target_sum"] ** 2 / n
+        r2 = 1.0 - sums["sq_sum"] / total if total > 0 else float("nan")
         return {"val_loss": sums["loss_sum"] / n, "val_rmse": float(np.sqrt(sums["sq_sum"] / n)),
-                "val_mae": sums["abs_sum"] / n, "val_examples": sums["count"]}
+                "val_mae": sums["abs_sum"] / n, "val_r2": r2, "val_examples": sums["count"]}
