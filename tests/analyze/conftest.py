@@ -53,9 +53,5 @@ def tiny_runs(analyze_data, tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors gain nothing from more threads, and the test machine may be busy."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread):
+    """Every test here runs on one torch thread (the shared ``one_thread`` fixture)."""

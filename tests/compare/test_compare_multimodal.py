@@ -138,7 +138,7 @@ def test_claim_sentence_is_computed_from_the_rows():
     slow = claim_sentence([row("summation+add", 0.5, 0.4, 30), row("attention+concat", 0.6, 0.3, 40)])
     assert "It does not hold in this run: less than 2x faster." in slow
     close = claim_sentence([row("summation+add", 0.59, 0.4, 10, std=0.05), row("attention+concat", 0.6, 0.3, 40)])
-    assert "The MAE gap is smaller than the seeds' spread (std)." in close
+    assert "The MAE gap is smaller than the spread over runs (std)." in close
     assert "Not checked" in claim_sentence([row("summation+add", 0.5, 0.4, 10)])
 
 

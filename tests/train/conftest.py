@@ -64,9 +64,5 @@ def tiny_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from more threads, and oversubscribed threads are slow on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread):
+    """Every test here runs on one torch thread (the shared ``one_thread`` fixture)."""

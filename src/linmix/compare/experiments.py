@@ -97,7 +97,7 @@ def _write_command(path: Path, command: str, results_md: Path, wall_s: float) ->
 
 
 def write_samples(out: str | os.PathLike, path: str | os.PathLike, device: str = "cpu") -> Path:
-    """``samples.md``: a :data:`SAMPLING` sample from the seed-0 run of every candidate under ``out``.
+    """``samples.md``: a :data:`SAMPLING` sample from the first run (random seed 0) of every candidate under ``out``.
 
     One section per run folder that holds a saved model (``config.json``), named by its candidate folder,
     in folder-name order; the sample is fenced and starts with the prompt.

@@ -85,7 +85,7 @@ def train_and_test(config: TrainConfig) -> dict[str, Any]:
 def ridge_run(cfg: CompareConfig, seed: int, run_dir: Path) -> dict[str, Any]:
     """The ``ridge`` row for one seed: scikit-learn's ``RidgeCV`` on the standardised numeric inputs alone.
 
-    It learns from the rows the networks train on (the training split minus the seed's validation slice),
+    It learns from the rows the networks train on (the training split minus that run's validation slice),
     standardised with their statistics (a missing value becomes the mean), and picks its penalty among
     :data:`RIDGE_ALPHAS` by leave-one-out cross-validation on them. ``params`` counts its coefficients (the
     intercept aside); ``train_s`` is the fit, cross-validation included. Written to ``run_dir/ridge.json``.
@@ -145,8 +145,8 @@ def claim_sentence(rows: list[dict[str, Any]]) -> str:
     """The papers' claim and whether this run's table supports it (computed from ``rows``, never assumed).
 
     It holds when the challenger's mean test MAE is lower, its mean R^2 higher and its training at least
-    :data:`PAPER_SPEEDUP`'s lower end times faster than the reference's; a gap smaller than the seeds'
-    spread is said to be one."""
+    :data:`PAPER_SPEEDUP`'s lower end times faster than the reference's; a gap smaller than the spread
+    over runs is said to be one."""
     (a, b), (pa, pb) = CLAIM, (PAPER[CLAIM[0]], PAPER[CLAIM[1]])
     claim = (f"claim (the summation papers): {a} beats {b} (papers: MAE {pa[0]:.4f} vs {pb[0]:.4f}, R^2 "
              f"{pa[1]:.3f} vs {pb[1]:.3f}) at {PAPER_SPEEDUP[0]:g}-{PAPER_SPEEDUP[1]:g}x the speed. ")
@@ -167,7 +167,7 @@ def claim_sentence(rows: list[dict[str, Any]]) -> str:
     close = [label for m, label in (("test_mae", "MAE"), ("test_r2", "R^2"))
              if abs(x[m] - y[m]) < max(x.get(f"{m}_std") or 0.0, y.get(f"{m}_std") or 0.0)]
     spread = (f" The {' and '.join(close)} {'gaps are' if len(close) > 1 else 'gap is'} smaller than the "
-              "seeds' spread (std)." if close else "")
+              "spread over runs (std)." if close else "")
     return (claim + f"This run: MAE {x['test_mae']:.4f} vs {y['test_mae']:.4f}, R^2 {x['test_r2']:.3f} vs "
             f"{y['test_r2']:.3f}, {speed:.2f}x the training speed (train s; {tokens:.2f}x train tokens/s). "
             + verdict + spread)
