@@ -13,7 +13,7 @@ def _by(rows, x_key, model):
 
 def test_decode_rows_and_state_growth(tiny_result):
     rows = tiny_result("decode")["rows"]
-    models = ("summation", "hybrid", "attention", "spectral", "spectral_implicit")
+    models = ("summation", "hybrid", "attention", "spectral", "spectral_implicit", "aggregation", "linear_attention")
     assert {(r["model"], r["position"]) for r in rows} == {(m, p) for m in models for p in (8, 16)}
     assert all(r["per_token_ms_mean"] >= r["per_token_ms_min"] for r in rows)
     assert all(r["per_token_ms"] > 0 and r["samples"] == 3 and r["generate_peak_mib"] is not None for r in rows)
@@ -22,6 +22,28 @@ def test_decode_rows_and_state_growth(tiny_result):
     assert att[16]["state_mib"] > att[8]["state_mib"]  # the KV cache grows with the position
     growth = tiny_result("decode")["summary"]["models"]["summation"]["latency_ratio_last_first"]
     assert growth == pytest.approx(summ[16]["per_token_ms"] / summ[8]["per_token_ms"])
+
+
+def test_continuous_decode_generates_past_max_len_of_a_length_free_model():
+    from linmix.bench.decode import run
+
+    cfg = DecodeConfig(positions=[4, 12, 40], d_model=16, n_heads=2, vocab_size=11, new_tokens=3, repeats=2,
+                       device="cpu", threads=1, memory=False, positional="none", continuous=True,
+                       models="free=summation(positions=sinusoidal)*2;tied=summation*2")
+    rows = run(cfg, progress=False)
+    free, tied = _by(rows, "position", "free"), _by(rows, "position", "tied")
+    # length-free: built with max_len = the first position, then generated through 40 + 3 tokens in one call
+    assert {r["max_len"] for r in free.values()} == {4}
+    # a learned modulation table ties the model to max_len: it is built long enough for the whole run
+    assert {r["max_len"] for r in tied.values()} == {40 + 3 + 1}
+    assert all(r["samples"] == 2 * 3 for r in rows)  # new_tokens gaps after each position, per round
+    assert free[4]["state_mib"] == free[40]["state_mib"]  # O(D) state at every position
+    assert free[4]["prefill_first_token_ms"] is not None and free[40]["prefill_first_token_ms"] is None
+
+
+def test_unknown_positional_is_a_value_error():
+    with pytest.raises(ValueError, match="unknown positional 'alibi'"):
+        DecodeConfig(positional="alibi").validate()
 
 
 def test_train_rows_batch_and_speedup(tiny_result):

@@ -109,6 +109,11 @@ def _decode(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", default=None, help="subset of summation,hybrid,attention, or name=layers;name=layers")
     p.add_argument("--new-tokens", type=int, default=None, help="tokens timed per position and round (default 32)")
     p.add_argument("--repeats", type=int, default=None, help="rounds over the positions (default 3)")
+    p.add_argument("--positional", default=None, choices=POSITIONAL,
+                   help="the LMs' positional scheme (default learned)")
+    p.add_argument("--continuous", action="store_true", default=None,
+                   help="one generation per round from the first position through the last (a length-free "
+                        "model is built with max_len = the first position)")
 
 
 def _train(p: argparse.ArgumentParser) -> None:

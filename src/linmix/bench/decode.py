@@ -10,6 +10,13 @@ gap are reported. They differ for the spectral stacks, whose exact streaming con
 (:mod:`linmix.ops.fftconv.online`) does a block of size U of FFT work every U tokens: a few tokens of the
 window are slow and the mean is the honest per-token cost over it.
 
+With ``continuous=True`` each model instead generates once from a prompt of the first position's length
+through the last position (65,536 tokens for ``--positions 128:65536``): the per-token latency at p is the
+median gap of the ``new_tokens`` tokens generated after position p of that one run. A length-free model (every
+mixer and the positional scheme defined at any length, e.g. ``--positional none`` and
+``summation(positions=sinusoidal)``) is built with ``max_len`` = the first position, so the run also shows it
+generating far past its ``max_len``; any other model gets ``max_len`` = the last position + new tokens.
+
 Memory, per (model, position): ``state_mib``, the bytes of every tensor in the decoding state after the
 prompt (what a long-running generation holds: O(D) per summation layer, O(p D) per attention layer), and
 ``generate_peak_mib``, the peak extra memory of the whole ``generate`` call (prefill included) in a fresh
@@ -45,6 +52,8 @@ class DecodeConfig(LMBenchConfig):
     positions: list[int] = field(default_factory=lambda: list(DEFAULT_POSITIONS))
     new_tokens: int = 32
     repeats: int = 3
+    positional: str = "learned"
+    continuous: bool = False
 
     QUICK: ClassVar[dict] = dict(positions=QUICK_POSITIONS, new_tokens=16, repeats=2)
     MODELS: ClassVar[dict[str, str]] = DECODE_MODELS
@@ -57,6 +66,10 @@ class DecodeConfig(LMBenchConfig):
         if self.repeats < 1:
             raise ValueError(f"repeats must be >= 1, got {self.repeats}")
         parse_lengths(self.positions)
+        from linmix.config import POSITIONAL
+
+        if self.positional not in POSITIONAL:
+            raise ValueError(f"unknown positional {self.positional!r}; choose one of {', '.join(POSITIONAL)}")
 
     def describe(self) -> dict:
         """The config as recorded, with the positions and models resolved."""
@@ -71,7 +84,8 @@ def build_lm(layers: str, cfg: DecodeConfig, max_len: int, device: torch.device)
     from linmix.models.lm import LanguageModel
 
     torch.manual_seed(cfg.seed)
-    lm = LanguageModel(cfg.vocab_size, d_model=cfg.d_model, layers=layers, max_len=max_len, n_heads=cfg.n_heads)
+    lm = LanguageModel(cfg.vocab_size, d_model=cfg.d_model, layers=layers, max_len=max_len, n_heads=cfg.n_heads,
+                       positional=cfg.positional)
     return lm.to(device).eval()
 
 
@@ -164,12 +178,51 @@ def _measure_model(cfg: DecodeConfig, name: str, layers: str, positions: list[in
             bar.update(1)
     states = {p: points[p][2] for p in positions}
     points.clear()
-    return [{"model": name, "layers": layers, "position": p, "d_model": cfg.d_model, "device": cfg.device,
-             "new_tokens": cfg.new_tokens, "samples": len(gaps[p]), "per_token_ms": 1e3 * median(gaps[p]),
-             "per_token_ms_mean": 1e3 * sum(gaps[p]) / len(gaps[p]),
-             "per_token_ms_min": 1e3 * min(gaps[p]), "tokens_per_s": 1.0 / median(gaps[p]),
-             "prefill_first_token_ms": 1e3 * median(firsts[p]), "state_mib": states[p],
-             "generate_peak_mib": _peak(cfg, name, layers, p, bar)} for p in positions]
+    return [_record(cfg, name, layers, p, gaps[p], firsts[p], states[p], p + cfg.new_tokens + 1,
+                    _peak(cfg, name, layers, p, bar)) for p in positions]
+
+
+def _continuous_max_len(cfg: DecodeConfig, layers: str, positions: list[int]) -> int:
+    """The first position for a length-free model (it generates past ``max_len``), else room for the run."""
+    probe = build_lm(layers, cfg, positions[0], torch.device("cpu"))
+    return positions[0] if probe.length_free else positions[-1] + cfg.new_tokens + 1
+
+
+def _measure_continuous(cfg: DecodeConfig, name: str, layers: str, positions: list[int], device: torch.device,
+                        bar: Progress) -> list[dict]:
+    """The records of one model from ``repeats`` single generations running from the first position through
+    the last: the gaps after each position p are that position's samples."""
+    p0, end = positions[0], positions[-1]
+    max_len = _continuous_max_len(cfg, layers, positions)
+    states, gaps, firsts = {}, {p: [] for p in positions}, []
+    for p in positions:
+        bar.step(f"{name} p={p} state")
+        lm = build_lm(layers, cfg, max(max_len, p + 1), device)
+        with torch.no_grad():
+            states[p] = state_bytes(lm.encoder.prefill(_prompt(cfg, p, device))[1]) / 2**20
+        bar.update(1)
+    lm = build_lm(layers, cfg, max_len, device)
+    prompt = _prompt(cfg, p0, device)
+    token_gaps(lm, prompt[:, : min(p0, 16)], 2, device, cfg.seed)  # warm-up
+    for r in range(cfg.repeats):
+        bar.step(f"{name} generate {end - p0 + cfg.new_tokens} tokens ({r + 1}/{cfg.repeats})")
+        g, first = token_gaps(lm, prompt, end - p0 + cfg.new_tokens, device, cfg.seed + r)
+        firsts.append(first)
+        for p in positions:  # gap j is the step that read the token at position p0 + 1 + j
+            gaps[p] += g[p - p0: p - p0 + cfg.new_tokens]
+        bar.update(1)
+    return [_record(cfg, name, layers, p, gaps[p], firsts if p == p0 else None, states[p], max_len,
+                    _peak(cfg, name, layers, p, bar)) for p in positions]
+
+
+def _record(cfg: DecodeConfig, name: str, layers: str, p: int, gaps: list[float], firsts: list[float] | None,
+            state: float, max_len: int, peak: float | None) -> dict:
+    return {"model": name, "layers": layers, "position": p, "d_model": cfg.d_model, "device": cfg.device,
+            "positional": cfg.positional, "max_len": max_len, "new_tokens": cfg.new_tokens, "samples": len(gaps),
+            "per_token_ms": 1e3 * median(gaps), "per_token_ms_mean": 1e3 * sum(gaps) / len(gaps),
+            "per_token_ms_min": 1e3 * min(gaps), "tokens_per_s": 1.0 / median(gaps),
+            "prefill_first_token_ms": 1e3 * median(firsts) if firsts else None, "state_mib": state,
+            "generate_peak_mib": peak}
 
 
 def run(config: DecodeConfig, progress: bool = True) -> list[dict]:
@@ -178,11 +231,13 @@ def run(config: DecodeConfig, progress: bool = True) -> list[dict]:
     config = replace(config, device=str(device))
     models = config.model_specs()
     positions = parse_lengths(config.positions)
-    total = len(models) * len(positions) * (config.repeats + (2 if config.memory else 1))
+    per_point = 1 + (1 if config.memory else 0) + (0 if config.continuous else config.repeats)
+    total = len(models) * (len(positions) * per_point + (config.repeats if config.continuous else 0))
+    measure = _measure_continuous if config.continuous else _measure_model
     rows: list[dict] = []
     with Progress(total, "bench decode", progress) as bar:
         for name, layers in models.items():
-            mine = _measure_model(config, name, layers, positions, device, bar)
+            mine = measure(config, name, layers, positions, device, bar)
             bar.log(f"{name}: " + ", ".join(f"p={r['position']} {r['per_token_ms']:.2f}ms" for r in mine))
             rows += mine
     return rows
@@ -220,7 +275,8 @@ def markdown(result: dict) -> str:
                _fmt(i["latency_slope"], ".3f"), _fmt(i["state_slope"], ".3f")] for m, i in summary["models"].items()]
     return sections(
         ("", f"D={cfg['d_model']}, {cfg['n_heads']} heads, vocab {cfg['vocab_size']}, batch 1, "
-             f"{cfg['new_tokens']} new tokens x {cfg['repeats']} rounds per position; device {cfg['device']}."),
+             f"positional {cfg.get('positional', 'learned')}, {cfg['new_tokens']} new tokens x {cfg['repeats']} "
+             f"rounds per position; device {cfg['device']}." + _mode_line(rows, cfg)),
         ("Per-token latency (ms, median gap between generated tokens)", table("per_token_ms", ".3f")),
         ("Decoding state held after the prompt (MiB)", table("state_mib", ".3f")),
         ("Peak extra memory of the whole generate call, prefill included (MiB, fresh process)",
@@ -231,6 +287,14 @@ def markdown(result: dict) -> str:
                   growth)),
         ("Targets", targets_markdown(summary["targets"])),
     )
+
+
+def _mode_line(rows: list[dict], cfg: dict) -> str:
+    if not cfg.get("continuous"):
+        return " Each position: its own prompt of p tokens, then the timed tokens."
+    lens = ", ".join(f"{m} {r['max_len']}" for m, r in {r["model"]: r for r in rows}.items())
+    return (f" Continuous: one generation per round from a {cfg['positions'][0]}-token prompt through the last "
+            f"position; max_len per model: {lens}.")
 
 
 def plot(result: dict, out: Path) -> list[Path]:

@@ -40,6 +40,8 @@ DECODE_MODELS: dict[str, str] = {
     "attention": "attention*4",
     "spectral": "spectral*4",
     "spectral_implicit": "spectral(kernel=implicit)*4",
+    "aggregation": "aggregation*4",
+    "linear_attention": "linear_attention*4",
 }
 
 #: layer specs of the same-size LMs ``linmix bench train`` trains (name -> layers)
