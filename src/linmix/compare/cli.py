@@ -82,6 +82,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from linmix.compare.run import run_compare
 
     result = run_compare(config_from_args(args))
+    out = result["out"]
+    if args.task != "multimodal":
+        print(f"quality per second (training loss against training seconds): {out}/loss_vs_time.png\n")
     print(result["markdown"])
-    print(f"written to {result['out']}/ (results.md, results.csv, runs.json, val_curves.png)")
+    print(f"written to {out}/ (loss_vs_time.png, val_curves.png, results.md, results.csv, runs.json)")
     return 0

@@ -82,7 +82,9 @@ def write_table(out: Path, rows: list[dict[str, Any]], runs: list[dict[str, Any]
                 baseline: str, header: str, train_time: bool = False) -> str:
     """Write ``results.md``, ``results.csv`` (one row per candidate) and ``runs.json`` (one per seed)."""
     out.mkdir(parents=True, exist_ok=True)
-    md = header.rstrip() + "\n\n" + to_markdown(rows, metrics, baseline, train_time)
+    plot = ("![quality per second: training loss against training seconds](loss_vs_time.png)\n\n"
+            if not train_time else "")
+    md = header.rstrip() + "\n\n" + plot + to_markdown(rows, metrics, baseline, train_time)
     (out / "results.md").write_text(md)
     with open(out / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
