@@ -16,6 +16,8 @@ matching as the first::
 * Both write logs, figures and a resumable state under ``out`` (:mod:`~linmix.distill.stage`).
 * ``linmix distill`` (:mod:`~linmix.distill.cli`) runs it all for a ``linmix train lm`` run
   (:mod:`~linmix.distill.pipeline`); Hugging Face models are driven from Python as above.
+* ``linmix distill-demo`` (:mod:`~linmix.distill.demo`) trains an attention LM from a config file,
+  distils it into several mixers and sets each beside the same architecture trained from scratch.
 """
 from linmix.convert.teachers import converted_layers, drop_teachers
 from linmix.distill.lora import add_lora, merge_lora
