@@ -41,8 +41,12 @@ TASK_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
 #: what ``linmix compare TASK`` changes in the training preset (the README's ~10-minute main job for LMs) and its
 #: default candidates and seeds (1 where not given)
 COMPARE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "lm": {"candidates": ["attention*4", "summation*4", "summation*3,attention"],
-           "overrides": {"run.steps": 600, "run.eval_every": 100, "run.patience": 0}},
+    # the summation papers' stacks, spectral and the best spectral-paper hybrid of results/compare/hybrids-*,
+    # at block 256 (where linear mixers start to pay), batch 12, lr 1e-3, 800 steps: about 10 minutes on 2 cores
+    "lm": {"candidates": ["attention*4", "summation*4", "summation*3,attention", "spectral*4",
+                          "spectral*3,local_attention(window=32)"],
+           "overrides": {"model.max_len": 256, "data.batch_size": 12, "optim.lr": 1e-3, "run.steps": 800,
+                         "run.eval_every": 200, "run.patience": 0}},
     "classify": {"candidates": ["attention", "summation", "summation,attention"],
                  "overrides": {"run.patience": 0}},
     # the summation papers' fusion claim: ridge on the numeric inputs, a text-only branch, both mixers with

@@ -31,10 +31,12 @@ def test_candidate_parsing_and_defaults():
         Candidate.parse("summation@deep")
     cfg = resolve_compare(compare_config(task="lm"))
     assert cfg.baseline == "attention*4" and cfg.base.data.dataset == "tinyshakespeare"
-    assert cfg.base.run.steps == 600 and cfg.candidates == ["attention*4", "summation*4", "summation*3,attention"]
+    assert cfg.base.run.steps == 800 and cfg.base.model.max_len == 256 and cfg.base.data.batch_size == 12
+    assert cfg.candidates == ["attention*4", "summation*4", "summation*3,attention", "spectral*4",
+                              "spectral*3,local_attention(window=32)"]
     assert resolve_compare(compare_config("lm", steps=50)).base.run.steps == 50
     with pytest.raises(ValueError, match="not one of the candidates"):
-        resolve_compare(compare_config(task="lm", baseline="spectral*4"))
+        resolve_compare(compare_config(task="lm", baseline="linear_attention*4"))
 
 
 def test_plan_sizes_keeps_the_baseline_and_matches_the_rest():

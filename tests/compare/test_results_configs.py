@@ -23,6 +23,10 @@ CONFIGS = sorted(RESULTS.glob("*/config.toml"))
 OLD_PREFIX = ["OMP_NUM_THREADS=1", "python", "-m", "linmix"]
 #: old flags without a meaning for the result, dropped (output folder, progress bars)
 DROPPED = {"--out": 1, "--quiet": 0}
+#: ``linmix compare lm``'s defaults when the old commands were recorded (the preset's block 128, batch 32 and
+#: lr 3e-3; 600 steps evaluated every 100): an old command is resolved under them
+OLD_LM_COMPARE_DEFAULTS = {"candidates": ["attention*4", "summation*4", "summation*3,attention"],
+                           "overrides": {"run.steps": 600, "run.eval_every": 100, "run.patience": 0}}
 #: what a tokenizer gets when data.vocab_size is unset (the old commands left it unset for BPE LMs)
 TOKENIZER_VOCAB = {"word": DEFAULT_WORD_VOCAB, "bpe": DEFAULT_BPE_VOCAB}
 
@@ -76,13 +80,14 @@ def test_every_job_folder_has_a_config():
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.parent.name for p in CONFIGS])
-def test_config_reproduces_the_recorded_command(path):
-    cfg = _from_file(path)
-    assert cfg.out == f"runs/tables/{path.parent.name}" and cfg.base.run.progress is False
+def test_config_reproduces_the_recorded_command(path, monkeypatch):
+    assert _from_file(path).out == f"runs/tables/{path.parent.name}" and _from_file(path).base.run.progress is False
     flags = _recorded_flags(path)
     if flags is None:
         pytest.skip("command.txt records a `linmix experiment run` of this config")
-    assert _comparable(cfg) == _comparable(_resolve(flags))
+    # both under the defaults the command was recorded with (the file itself leans on none: see below)
+    monkeypatch.setitem(COMPARE_DEFAULTS, "lm", OLD_LM_COMPARE_DEFAULTS)
+    assert _comparable(_from_file(path)) == _comparable(_resolve(flags))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.parent.name for p in CONFIGS])
@@ -123,3 +128,9 @@ def _other(value):
     if isinstance(value, str) and value in ("tinyshakespeare", "ag_news", "clothing_reviews"):
         return "wikitext2"
     return "attention" if isinstance(value, str) else value
+
+
+def test_the_default_job_is_what_compare_lm_runs_with_no_flags():
+    """results/compare/lm-default is the README's main job: its file must stay equal to the defaults."""
+    path = RESULTS / "lm-default" / "config.toml"
+    assert _comparable(_from_file(path)) == _comparable(_resolve(["compare", "lm"]))

@@ -17,6 +17,7 @@ from typing import Any
 
 from linmix.compare import multimodal
 from linmix.compare.candidates import Candidate
+from linmix.compare.equal_time import add_equal_time
 from linmix.compare.plots import plot_curves
 from linmix.compare.sizing import count_params, size_to_budget, within_budget
 from linmix.compare.table import aggregate, write_grid, write_table
@@ -260,6 +261,9 @@ def run_compare(config: CompareConfig) -> dict[str, Any]:
             label = f"{cand.name} (seed {seed})" if cfg.seeds > 1 else cand.name
             curves[label] = _val_curve(Path(best_run["run_dir"]), monitor)
             by_time[label] = _loss_by_training_time(Path(best_run["run_dir"]))
+    if cfg.task == "lm":
+        at_time = add_equal_time(runs, cfg.baseline, monitor)
+        metrics = metrics + [at_time] if at_time else metrics
     rows = aggregate(runs, metrics, cfg.baseline, speed=SPEED[cfg.task])
     header = _header(cfg, time.perf_counter() - started, runs)
     if cfg.task == "multimodal":
@@ -291,7 +295,10 @@ def _header(cfg: CompareConfig, wall_s: float, runs: list[dict[str, Any]]) -> st
             f"({cfg.seeds}), LR grid ({lrs}; best per candidate); "
             + ("d_model sized so parameters are within 10% of the baseline's" if cfg.match_params else
                f"every network at d_model {cfg.base.model.d_model} (no parameter matching)") + "\n"
-            f"- reported: the {_reported_text(cfg.task)}\n"
+            f"- reported: the {_reported_text(cfg.task)}"
+            + (f"; {METRICS[cfg.task][1]}_at_baseline_s: the periodic evaluation ({cfg.base.run.eval_batches} "
+               f"batches) last reached within the baseline's training seconds (quality at equal time)"
+               if cfg.task == "lm" else "") + "\n"
             f"- train tokens/s: median over logged training windows (evaluation excluded); wall s includes "
             f"evaluation\n- machine: {machine_text}; {v}\n- total wall time: {wall_s:.0f} s\n")
 

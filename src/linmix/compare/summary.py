@@ -119,6 +119,22 @@ def long_context(folder: Path) -> list[str]:
         [(t, f"long-{t}") for t in (2048, 8192)], row)
 
 
+def hybrids(folder: Path) -> list[str]:
+    """Section 8: the spectral paper's hybrids beside attention and spectral, in nanoGPT's CPU configuration."""
+    jobs = [((f"tinyshakespeare char, block {b}"), f"hybrids-{b}") for b in (64, 256, 1024)]
+    jobs.append(("wikitext2 BPE, block 256", "hybrids-wikitext2-256"))
+    return _table_section(
+        folder, "## 8. The spectral paper's hybrids (nanoGPT's CPU configuration: d 128 for attention, 4 heads, "
+                "batch 12, lr 1e-3 cosine, beta2 0.99)",
+        "Spectral with one global attention layer or with local attention, summation with local attention, "
+        "beside attention and spectral; parameters within 10% of attention's, every job one run of all its "
+        "candidates side by side (one thread, beside one other job on the 2-core CPU).",
+        ["data", "steps", "model", "params", "val loss", "train tokens/s", "speed-up", "wall s"], jobs,
+        lambda data, r: f"| {data} | {r['steps']} | {r['candidate']} | {int(r['params']):,} | "
+                        f"{_num(r, 'val_loss'):.3f} | {_num(r, 'tokens_per_s'):,.0f} | {_num(r, 'speedup'):.2f}x | "
+                        f"{_num(r, 'wall_s'):.0f} |")
+
+
 def seed_repeats(folder: Path) -> list[str]:
     """Section 5: the seeds-* jobs, mean ± std over 3 seeds."""
     def row(key: tuple[str, str], r: dict[str, str]) -> str:
@@ -183,7 +199,8 @@ PREAMBLE = ["# Comparison tables: overview", "",
             "validation curves. Each job is defined by its folder's `config.toml` and re-created by `linmix "
             "experiment run results/compare/JOB/config.toml` (`--samples` for the nanoGPT jobs' `samples.md`).",
             ""]
-SECTIONS = (classification, language_models, nanogpt, long_context, seed_repeats, lr_grid, longer_training)
+SECTIONS = (classification, language_models, nanogpt, long_context, seed_repeats, lr_grid, longer_training,
+            hybrids)
 
 
 def build_summary(folder: str | Path) -> str:
