@@ -11,6 +11,10 @@ the folder format is linmix's (safetensors + config.json of ModelConfig fields),
 the model itself, and a folder saved from either side loads in the other. ``from_pretrained`` reads local
 folders only (fetch a Hub repository first, e.g. with ``huggingface_hub.snapshot_download``).
 
+:func:`transformers_tokenizer` gives a ``PreTrainedTokenizerFast`` that encodes exactly as a linmix tokenizer
+does, for tools that take a transformers tokenizer (pipelines, the EleutherAI evaluation harness: see
+:mod:`linmix.harness`).
+
 Generation runs without a transformers KV cache: each step runs the whole prefix through the model
 (``use_cache`` is False in the config). That is correct for every mixer and costs O(T) forwards per
 token; linmix's own :meth:`~linmix.LanguageModel.generate` streams with each mixer's state instead, and
@@ -26,13 +30,26 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from tokenizers import Regex, decoders, normalizers, pre_tokenizers
+from tokenizers import Tokenizer as TokenizerObject
+from tokenizers import models as tokenizer_models
+
 try:
-    from transformers import AutoConfig, AutoModelForCausalLM, GenerationMixin, PretrainedConfig, PreTrainedModel
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        GenerationMixin,
+        PretrainedConfig,
+        PreTrainedModel,
+        PreTrainedTokenizerFast,
+    )
     from transformers.modeling_outputs import CausalLMOutputWithPast
 except ImportError as err:  # pragma: no cover - exercised only without transformers
     raise ImportError("linmix.hf needs transformers; install it with pip install 'linmix[hf]'") from err
 
 from linmix.config import ModelConfig
+from linmix.data.bpe import BPETokenizer, HubTokenizer
+from linmix.data.tokenizers import UNK, CharTokenizer, Tokenizer, WordTokenizer, load_tokenizer
 from linmix.models.lm import LanguageModel
 
 MODEL_TYPE = LanguageModel.saved_model_type
@@ -43,9 +60,12 @@ class LinmixConfig(PretrainedConfig):
     """transformers config of a linmix language model: the fields of :class:`~linmix.config.ModelConfig`.
 
     ``tie_word_embeddings`` follows ``tie_weights``; ``use_cache`` is False (see the module docstring).
+    ``max_position_embeddings`` reads ``max_len``, the context length tools such as the evaluation harness
+    look for (a hard bound unless the model is length-free).
     """
 
     model_type = MODEL_TYPE
+    attribute_map = {"max_position_embeddings": "max_len"}
     head: str = "lm"
     layers: str | None = None
     d_model: int | None = None
@@ -93,6 +113,9 @@ class LinmixForCausalLM(PreTrainedModel, GenerationMixin):
 
     config_class = LinmixConfig
     base_model_prefix = "model"
+    # the linmix model ties these itself; declared so transformers' tie_weights() keeps them tied
+    # (only when config.tie_word_embeddings, i.e. tie_weights, is True)
+    _tied_weights_keys = {"model.head.weight": "model.encoder.embed.weight"}
     main_input_name = "input_ids"
     supports_gradient_checkpointing = False
 
@@ -129,6 +152,12 @@ class LinmixForCausalLM(PreTrainedModel, GenerationMixin):
         """The whole prefix each step (no cache)."""
         return {"input_ids": input_ids, "attention_mask": attention_mask}
 
+    @classmethod
+    def _supports_default_dynamic_cache(cls) -> bool:
+        """False: ``generate`` builds no transformers cache, even when a caller passes ``use_cache=True``
+        (the evaluation harness does)."""
+        return False
+
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
         """Write the folder with linmix's writer (safetensors + config.json), loadable from either side."""
         self.model.save_pretrained(save_directory)
@@ -138,10 +167,11 @@ class LinmixForCausalLM(PreTrainedModel, GenerationMixin):
                         config: LinmixConfig | None = None, **kwargs: Any) -> LinmixForCausalLM:
         """Load a folder written by ``save_pretrained`` (either side) with linmix's strict loader.
 
-        ``dtype`` (or ``torch_dtype``) and a single-device ``device_map`` are honoured; the Hub arguments
-        transformers passes along (revision, cache_dir, ...) do not apply to a local folder.
+        ``dtype`` (or ``torch_dtype``), ``subfolder`` and a single-device ``device_map`` (a device, or
+        ``{"": device}``) are honoured; the Hub arguments transformers passes along (revision, cache_dir,
+        ...) do not apply to a local folder.
         """
-        path = Path(pretrained_model_name_or_path)
+        path = Path(pretrained_model_name_or_path) / (kwargs.get("subfolder") or "")
         if not path.is_dir():
             raise FileNotFoundError(f"{path} is not a local folder; linmix.hf loads folders written by "
                                     "save_pretrained (download a Hub repository first, e.g. "
@@ -152,12 +182,72 @@ class LinmixForCausalLM(PreTrainedModel, GenerationMixin):
         if dtype is not None and dtype != "auto":
             model.to(getattr(torch, dtype) if isinstance(dtype, str) else dtype)
         device = kwargs.get("device_map")
+        if isinstance(device, dict) and set(device) == {""}:  # the whole model on one device
+            device = device[""]
+        if isinstance(device, int):
+            device = torch.device("cuda", device)
         if isinstance(device, (str, torch.device)) and device != "auto":
             model.to(device)
         return model.eval()
 
 
+#: end-of-text tokens a pretrained (hub) tokenizer may have, in the order they are looked for
+EOS_CANDIDATES = ("<|endoftext|>", "</s>", "<|end_of_text|>", "<eos>")
+
+
+def transformers_tokenizer(tokenizer: Tokenizer | str | os.PathLike, eos_token: str | None = None
+                           ) -> PreTrainedTokenizerFast:
+    """A transformers ``PreTrainedTokenizerFast`` giving the ids of a linmix tokenizer's ``encode``.
+
+    ``tokenizer`` is a linmix :class:`~linmix.data.tokenizers.Tokenizer` or a folder one was saved to.
+    Tools built on transformers tokenizers (pipelines, the evaluation harness) then feed a linmix model
+    the ids it was trained on:
+
+    * char: one token per character over the same vocabulary (unseen characters are ``<unk>``);
+    * word: the same ``<br />`` removal, lower-casing and word/punctuation split as
+      :meth:`~linmix.data.tokenizers.WordTokenizer.tokenize` (Python's and the Rust regex engine's
+      notion of a word character may differ on rare Unicode characters);
+    * bpe / hf: a copy of the Hugging Face tokenizer without its post-processor, since linmix encodes
+      without special tokens (``add_special_tokens`` adds nothing either way).
+
+    The pad token is the linmix one (``<pad>``; a hub tokenizer's own, or none when it has none). Text
+    that spells a special token (``"<pad>"``) is read as characters or words, as linmix reads it; with
+    bpe / hf tokenizers linmix and transformers alike match the tokenizer's added tokens in text.
+
+    ``eos_token``: the evaluation harness prefixes an end-of-text token when it scores a text from its
+    start (rolling log-likelihoods, empty contexts) and stops generation at it. Trained linmix
+    vocabularies have none, so the pad token stands in unless ``eos_token`` names another; a hub
+    tokenizer uses its own end-of-text token when it has one (:data:`EOS_CANDIDATES`), else its pad token.
+    """
+    tok = tokenizer if isinstance(tokenizer, Tokenizer) else load_tokenizer(tokenizer)
+    kind = type(tok)  # exact classes: a subclass may encode differently
+    if kind not in (CharTokenizer, WordTokenizer, BPETokenizer, HubTokenizer):
+        raise TypeError(f"no transformers form for {kind.__name__}; known: char, word, bpe and hub tokenizers")
+    pad = tok.itos[tok.pad_id] if kind in (CharTokenizer, WordTokenizer) else tok.pad_token  # type: ignore
+    if kind is CharTokenizer:
+        backend = TokenizerObject(tokenizer_models.BPE(vocab=dict(tok.stoi), merges=[], unk_token=UNK))
+        backend.decoder = decoders.Sequence([decoders.Replace(UNK, CharTokenizer.UNK_CHAR), decoders.Fuse()])
+    elif kind is WordTokenizer:
+        backend = TokenizerObject(tokenizer_models.WordLevel(vocab=dict(tok.stoi), unk_token=UNK))
+        line_break = Regex("(?i)" + WordTokenizer._BR.pattern)  # linmix drops <br /> before lower-casing
+        backend.normalizer = normalizers.Sequence([normalizers.Replace(line_break, " "), normalizers.Lowercase()])
+        backend.pre_tokenizer = pre_tokenizers.Split(Regex(WordTokenizer._TOKEN.pattern), behavior="removed",
+                                                     invert=True)
+    else:
+        backend = TokenizerObject.from_str(tok.hf.to_str())  # type: ignore[attr-defined]
+        backend.post_processor = None
+        backend.no_padding()
+        backend.no_truncation()
+        if eos_token is None and kind is HubTokenizer:
+            eos_token = next((t for t in EOS_CANDIDATES if backend.token_to_id(t) is not None), None)
+    if eos_token is not None and backend.token_to_id(eos_token) is None:
+        raise ValueError(f"eos_token {eos_token!r} is not in the tokenizer's vocabulary")
+    vocab_owned = kind in (CharTokenizer, WordTokenizer)  # no added tokens: specials in text are text
+    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token=pad, eos_token=eos_token or pad,
+                                   split_special_tokens=vocab_owned, clean_up_tokenization_spaces=False)
+
+
 AutoConfig.register(MODEL_TYPE, LinmixConfig, exist_ok=True)
 AutoModelForCausalLM.register(LinmixConfig, LinmixForCausalLM, exist_ok=True)
 
-__all__ = ["LinmixConfig", "LinmixForCausalLM", "MODEL_TYPE"]
+__all__ = ["EOS_CANDIDATES", "LinmixConfig", "LinmixForCausalLM", "MODEL_TYPE", "transformers_tokenizer"]

@@ -53,6 +53,7 @@ def test_greedy_generate_gives_linmix_tokens(tmp_path, name):
     out = hf.generate(ids, do_sample=False, max_new_tokens=12)
     expected = model.generate(ids, 12, temperature=0)
     assert torch.equal(out, expected)
+    assert torch.equal(hf.generate(ids, do_sample=False, max_new_tokens=12, use_cache=True), expected)
     assert len(set(expected[:, 5:].flatten().tolist())) > 2, "a degenerate model: the check proves little"
 
 
@@ -94,3 +95,70 @@ def test_a_converted_linmix_model_loads_in_transformers(tmp_path):
     assert hf.config.layers == "attention,linear_attention" and hf.model.head.weight.dtype == torch.float64
     ids = torch.randint(0, V, (1, 5))
     torch.testing.assert_close(hf(ids).logits, converted.double()(ids))
+
+
+TEXT = "The cat sat on the mat.<br />Dogs don't run!\n  <pad> it's x's <unk>"
+SAMPLES = [TEXT, "the cat <pad><unk>", "Zebra?? <BR>ok\t", "", "  spaced  out \n", "ünïcode ŝ"]
+
+
+def tokenizers_of_every_kind():
+    from linmix.data import BPETokenizer, CharTokenizer, HubTokenizer, WordTokenizer
+
+    bpe = BPETokenizer.train(TEXT * 20, 300)
+    return {"char": CharTokenizer.train(TEXT), "word": WordTokenizer.train(TEXT, 30), "bpe": bpe,
+            "hf": HubTokenizer(bpe.hf)}
+
+
+@pytest.mark.parametrize("kind", ["char", "word", "bpe", "hf"])
+def test_transformers_tokenizer_encodes_as_the_linmix_tokenizer(tmp_path, kind):
+    tok = tokenizers_of_every_kind()[kind]
+    fast = linmix.hf.transformers_tokenizer(tok.save(tmp_path / kind) if kind == "char" else tok)
+    assert isinstance(fast, transformers.PreTrainedTokenizerFast)
+    assert fast.vocab_size == len(fast) == tok.vocab_size
+    assert fast.pad_token_id == tok.pad_id and fast.eos_token_id == tok.pad_id and fast.bos_token_id is None
+    for text in SAMPLES:
+        ids = tok.encode(text)
+        assert fast.encode(text) == ids == fast(text)["input_ids"], text
+        assert fast.decode(ids, skip_special_tokens=True) == tok.decode(ids), text
+    assert len(set(tok.encode(TEXT))) > 5  # the samples exercise a real vocabulary
+    fast.save_pretrained(tmp_path / "fast")
+    assert transformers.AutoTokenizer.from_pretrained(tmp_path / "fast").encode(TEXT) == tok.encode(TEXT)
+
+
+def test_transformers_tokenizer_end_of_text_and_refusals():
+    from linmix.data import HubTokenizer
+
+    bpe = tokenizers_of_every_kind()["bpe"]
+    bpe.hf.add_special_tokens(["<|endoftext|>"])
+    assert linmix.hf.transformers_tokenizer(HubTokenizer(bpe.hf)).eos_token == "<|endoftext|>"
+    assert linmix.hf.transformers_tokenizer(bpe).eos_token == "<pad>"
+    assert linmix.hf.transformers_tokenizer(bpe, eos_token="<|endoftext|>").eos_token == "<|endoftext|>"
+    from tokenizers import Tokenizer as TokenizerObject
+    from tokenizers.models import WordLevel
+
+    bare = HubTokenizer(TokenizerObject(WordLevel({"a": 0, "b": 1, "[UNK]": 2}, unk_token="[UNK]")))
+    assert bare.pad_token is None  # no pad or end-of-text token: none is made up (id 0 is the word "a")
+    fast = linmix.hf.transformers_tokenizer(bare)
+    assert fast.pad_token is None and fast.eos_token is None and fast.encode("a") == [0]
+    with pytest.raises(ValueError, match="not in the tokenizer's vocabulary"):
+        linmix.hf.transformers_tokenizer(bpe, eos_token="<eos>")
+    class Reversed(type(tokenizers_of_every_kind()["char"])):  # a tokenizer the converter does not know
+        def encode(self, text):
+            return super().encode(text[::-1])
+
+    with pytest.raises(TypeError, match="no transformers form for Reversed"):
+        linmix.hf.transformers_tokenizer(Reversed(["a"]))
+
+
+@pytest.mark.parametrize("name", ["hybrid", "untied-rotary"])
+def test_what_evaluation_tools_read_from_the_model(tmp_path, name):
+    model, path = saved(tmp_path, name)
+    (tmp_path / "outer").mkdir()
+    path.rename(tmp_path / "outer" / "inner")
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "outer", subfolder="inner",
+                                                           device_map={"": "cpu"}, dtype="auto")
+    assert hf.config.max_position_embeddings == model.config.max_len == 64
+    assert hf.device == torch.device("cpu") and hf.generation_config.use_cache is False
+    hf.tie_weights()  # what the evaluation harness calls: tying follows tie_weights, both ways
+    assert (hf.model.head.weight is hf.model.encoder.embed.weight) == model.config.tie_weights
+    torch.testing.assert_close(hf.model.head.weight, model.head.weight)
