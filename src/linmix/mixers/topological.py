@@ -38,6 +38,7 @@ from torch import nn
 
 from linmix.mixers.base import Mixer, MixerState
 from linmix.mixers.registry import register
+from linmix.ops.dtypes import accumulation_dtype
 
 
 @dataclass
@@ -100,6 +101,17 @@ class TopologicalMixer(Mixer):
         im = radius * torch.sin(delta / 2) * torch.sin(2 * chi)
         return torch.cat([re, im], dim=1)
 
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The strided encoder convolution, ``[B, D, T] -> [B, 3H, T / stride]``, computed in float32 for
+        bf16/fp16 inputs: a low-precision strided ``conv1d`` is badly wrong on some CPUs' kernels (relative
+        error near 1 against float32), and this convolution is small."""
+        acc = accumulation_dtype(x.dtype)
+        if acc == x.dtype:
+            return self.encoder(x)
+        w, b = self.encoder.weight, self.encoder.bias
+        y = F.conv1d(x.to(acc), w.to(acc), None if b is None else b.to(acc), self.encoder.stride)
+        return y.to(x.dtype)
+
     def left_pad(self) -> int:
         """Zeros before position 0 so that encoder window j is placed as the module docstring says."""
         extra = self.kernel_size - self.stride
@@ -111,7 +123,7 @@ class TopologicalMixer(Mixer):
         nb = -(-T // s)
         left = self.left_pad()
         right = (nb - 1) * s + K - T - left
-        m = self.modulation_params(self.encoder(F.pad(x.transpose(1, 2), (left, right))))
+        m = self.modulation_params(self.encode(F.pad(x.transpose(1, 2), (left, right))))
         if self.causal:
             m = F.pad(m, (1, 0))[..., :nb]
         return self.decoder(m)[..., :T].transpose(1, 2)
@@ -161,7 +173,7 @@ class TopologicalMixer(Mixer):
         if window is None:
             p = self.decoder.weight.new_zeros(batch_size, 2 * self.n_heads, 1)
         else:
-            p = self.modulation_params(self.encoder(window.transpose(1, 2)))
+            p = self.modulation_params(self.encode(window.transpose(1, 2)))
         return self.decoder(p)
 
     def _init_state(self, batch_size: int) -> TopologicalState:
