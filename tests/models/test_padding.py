@@ -25,6 +25,7 @@ SPECS = [
     ("spectral,fnet", "bare"),
     ("attention,local_attention(window=4)", "block"),
     ("linear_attention(chunk=4),spectral", "block"),
+    ("window_linear_attention(window=4),summation", "block"),
     ("fnet,topological", "block"),
     ("summation,aggregation", "block"),
 ]

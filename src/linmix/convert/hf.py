@@ -13,7 +13,8 @@ and grouped-query keys/values are repeated to the query head count (query head `
 or no ``1 / sqrt(dh)``) is folded into the query weights, so a softmax mixer computes the same scores.
 Llama's rotary positions: the mixer is built with ``rotary=True`` when it takes it (linmix's rotary pairs
 channel ``i`` with ``i + dh/2`` at base 10000, as Llama's default rope does; another rope base or scaling
-is approximated and noted in the report). Mixers without rotary lose Llama's positions (also noted).
+is approximated and noted in the report; a mixer with a ``rotary_base`` option is given the model's rope
+base). Mixers without rotary lose Llama's positions (also noted).
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from torch import nn
 
 from linmix.convert.adapters import HFAttentionAdapter
 from linmix.convert.common import Built, Projections, Site, load_projections, mixer_for, position_note, spec_text
+from linmix.mixers.registry import mixer_options
 from linmix.ops.rotary import DEFAULT_BASE
 
 #: the transformers major version the adapters follow
@@ -122,25 +124,32 @@ def build(site: Site, name: str, options: dict[str, Any], max_len: int | None) -
     """The adapter around a mixer initialised from the host's projections."""
     module = site.module
     proj = gpt2_projections(module) if site.family == "gpt2" else llama_projections(module, site)
+    if site.family == "llama" and "rotary_base" in mixer_options(name) and "rotary_base" not in options:
+        options = {**options, "rotary_base": _rope(site)[0]}  # the mixer takes the model's own rope base
     mixer, opts = mixer_for(site, name, options, max_len)
     initialised = load_projections(mixer, proj)
     notes = position_note(site, name, opts)
     if site.family == "llama" and opts.get("rotary"):
-        notes.extend(_rope_note(site))
+        notes.extend(_rope_note(site, opts.get("rotary_base", DEFAULT_BASE)))
     adapter = HFAttentionAdapter(mixer, site.path, site.extra["arg_names"], site.extra["layer_idx"])
     return Built(adapter, mixer, spec_text(name, opts), initialised, notes)
 
 
-def _rope_note(site: Site) -> list[str]:
-    """A note when the model's rope is not linmix's (base 10000, no scaling)."""
+def _rope(site: Site) -> tuple[float, str]:
+    """The model's rope ``(theta, type)``."""
     config = site.module.config
     params = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
     theta = params.get("rope_theta", getattr(config, "rope_theta", DEFAULT_BASE))
-    kind = params.get("rope_type", params.get("type", "default"))
-    if float(theta) == DEFAULT_BASE and kind == "default":
+    return float(theta), str(params.get("rope_type", params.get("type", "default")))
+
+
+def _rope_note(site: Site, base: float = DEFAULT_BASE) -> list[str]:
+    """A note when the model's rope is not the mixer's (``base``, no scaling)."""
+    theta, kind = _rope(site)
+    if theta == float(base) and kind == "default":
         return []
-    return [f"{site.path}: the model's rope (theta={theta}, type={kind}) is approximated by linmix's rotary "
-            f"(base {DEFAULT_BASE:g}, no scaling)"]
+    return [f"{site.path}: the model's rope (theta={theta:g}, type={kind}) is approximated by linmix's rotary "
+            f"(base {float(base):g}, no scaling)"]
 
 
 def _configs(model: nn.Module) -> list[Any]:

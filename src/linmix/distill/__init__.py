@@ -15,9 +15,13 @@ matching as the first::
   teacher model's logits, optionally through low-rank adapters (:mod:`~linmix.distill.lora`).
 * Both write logs, figures and a resumable state under ``out`` (:mod:`~linmix.distill.stage`).
 * ``linmix distill`` (:mod:`~linmix.distill.cli`) runs it all for a ``linmix train lm`` run
-  (:mod:`~linmix.distill.pipeline`); Hugging Face models are driven from Python as above.
+  (:mod:`~linmix.distill.pipeline`); Hugging Face models are driven from Python as above, or by
+  ``linmix distill-hf``.
 * ``linmix distill-demo`` (:mod:`~linmix.distill.demo`) trains an attention LM from a config file,
   distils it into several mixers and sets each beside the same architecture trained from scratch.
+* ``linmix distill-hf`` (:mod:`~linmix.distill.hf_demo`) linearizes a pretrained Hugging Face causal LM
+  (e.g. SmolLM2-135M from a GGUF file) into each variant of a config file and reports the perplexity
+  after every stage, greedy samples and the decode memory against context length.
 """
 from linmix.convert.teachers import converted_layers, drop_teachers
 from linmix.distill.lora import add_lora, merge_lora

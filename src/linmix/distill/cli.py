@@ -3,7 +3,8 @@ transfer and recovery finetuning (:func:`linmix.distill.pipeline.distill_run`).
 
 Only parses arguments; bad input (an unknown mixer, a missing run, data that cannot be found, a
 mismatched ``--out``) is a ``ValueError``/``FileNotFoundError`` that :mod:`linmix.cli` prints as one line
-with exit code 2. Hugging Face models are distilled from Python (:mod:`linmix.distill`).
+with exit code 2. Hugging Face models are distilled from Python (:mod:`linmix.distill`) or by
+``linmix distill-hf`` (:mod:`linmix.distill.hf_cli`).
 """
 from __future__ import annotations
 

@@ -26,6 +26,7 @@ from torch import nn
 
 from linmix.convert.teachers import Converted, converted_layers, place_teacher
 from linmix.distill.batches import Batch, call_model, real_positions
+from linmix.distill.lora import lora_targets
 from linmix.distill.stage import Stage, run_stage
 
 LOSSES = ("mse", "nl2")
@@ -126,7 +127,7 @@ def mixer_parameters(model: nn.Module, layers: list[Converted]) -> dict[str, nn.
 
 def attention_transfer(model: nn.Module, batches: Any, steps: int, lr: float = 1e-3, loss: str = "mse",
                        out: str | os.PathLike | None = None, progress: bool = True, log_every: int = 10,
-                       save_every: int = 100) -> dict[str, float]:
+                       save_every: int = 100, freeze_copied: bool = False) -> dict[str, float]:
     """Fit every converted mixer of ``model`` to its kept teacher for ``steps`` AdamW steps (see the module doc).
 
     Args:
@@ -137,6 +138,9 @@ def attention_transfer(model: nn.Module, batches: Any, steps: int, lr: float = 1
         out: folder for ``transfer.jsonl`` (per-layer losses every ``log_every`` steps), the plot
             ``transfer_loss.png`` (one line per layer, log scale) and the resumable ``state/`` (every
             ``save_every`` steps and at the end; see :mod:`linmix.distill.stage`). None: nothing written.
+        freeze_copied: train only what the mixers did not copy from the attention they replaced (e.g. the
+            feature maps of ``window_linear_attention``), as the first stage of LoLCATs does; the copied
+            q/k/v/out projections stay as converted.
 
     Returns:
         ``{layer path: loss}``: each layer's mean loss over the last ``log_every`` steps. Usable as
@@ -145,6 +149,12 @@ def attention_transfer(model: nn.Module, batches: Any, steps: int, lr: float = 1
     _check_loss(loss)
     layers = converted_layers(model, need_teachers=True)
     params = mixer_parameters(model, layers)
+    if freeze_copied:
+        copied = {id(p) for linear in lora_targets(model).values() for p in linear.parameters()}
+        params = {name: p for name, p in params.items() if id(p) not in copied}
+        if not params:
+            raise ValueError("freeze_copied=True leaves nothing to train: the converted mixers hold only projections "
+                             "copied from the attention they replaced")
     teachers = [p for layer in layers for p in place_teacher(layer).parameters()]
 
     def step_loss(batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
@@ -153,6 +163,8 @@ def attention_transfer(model: nn.Module, batches: Any, steps: int, lr: float = 1
         return total, {path: float(v.detach()) for path, v in losses.items()}
 
     settings = {"loss": loss, "lr": lr, "layers": [layer.path for layer in layers]}
+    if freeze_copied:  # only when set, so states written before the option existed still resume
+        settings["freeze_copied"] = True
     stage = Stage("transfer", params, step_loss, settings, train_mode=False)
     final = run_stage(stage, model, batches, steps, lr, out, log_every=log_every, save_every=save_every,
                       progress=progress, frozen_extra=teachers)
