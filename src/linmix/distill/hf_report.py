@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from linmix.models.pretrained import write_json_atomic
+from linmix.train.reporting import save_png
 
 OUTPUTS = ("results.md", "results.json", "results.png")
 #: the stages of a variant, in order: (key, label)
@@ -164,10 +165,7 @@ def plot(results: dict[str, Any], path: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
-    return path
+    return save_png(fig, path)
 
 
 def _finite(value: Any) -> bool:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from linmix.distill.stage import read_log
+from linmix.train.reporting import save_png
 
 #: the val-loss rows of the README, in order, with what each one measures
 STAGES = (("teacher", "the original model"), ("swap", "converted, before any training (plain swap)"),
@@ -41,10 +42,7 @@ def plot_log(log: str | os.PathLike, path: str | os.PathLike, title: str = "", l
     ax.legend(fontsize=7 if len(names) > 6 else 8)
     fig.tight_layout()
     target = Path(path)
-    tmp = target.with_name(target.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, target)
-    return target
+    return save_png(fig, target)
 
 
 def _fmt(value: Any) -> str:

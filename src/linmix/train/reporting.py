@@ -20,6 +20,15 @@ from tqdm.auto import tqdm
 from linmix.models.pretrained import write_json_atomic
 
 
+def save_png(fig, path: Path) -> Path:
+    """Write ``fig`` to ``path`` atomically (a temporary file, then a rename): an interrupted run never
+    leaves half a PNG where the last complete one was."""
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    os.replace(tmp, path)
+    return path
+
+
 def progress_bar(total: int, initial: int, enabled: bool) -> tqdm:
     """A tqdm bar over steps (ETA from tqdm); postfix carries loss, LR and tokens/s."""
     return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True,
@@ -155,10 +164,7 @@ def plot_losses(history: dict[str, list[tuple[int, float]]], path: Path, title: 
     if drawn:
         ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
-    return path
+    return save_png(fig, path)
 
 
 def plot_lr(history: dict[str, list[tuple]], path: Path, title: str = "") -> Path | None:
@@ -199,7 +205,4 @@ def plot_lr(history: dict[str, list[tuple]], path: Path, title: str = "") -> Pat
     for ax in (ax_lr, ax_loss):
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
-    return path
+    return save_png(fig, path)

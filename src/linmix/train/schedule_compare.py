@@ -30,7 +30,7 @@ from linmix.config import TrainConfig
 from linmix.train.checkpoint import is_run_dir
 from linmix.train.loop import METRICS, SUMMARY
 from linmix.train.loop_parts import TrainingDiverged
-from linmix.train.reporting import read_metrics
+from linmix.train.reporting import read_metrics, save_png
 from linmix.train.run import load_run_config, merge_resume_config, run_training
 
 #: contender -> the only fields it changes in the base config
@@ -167,7 +167,4 @@ def plot_schedules(first_runs: dict[str, Path], path: Path, title: str = "") -> 
         ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
-    return path
+    return save_png(fig, path)
