@@ -146,7 +146,7 @@ def seed_repeats(folder: Path) -> list[str]:
 
     return _table_section(
         folder, "## 5. Seed repeats (3 seeds, mean ± std) where single-seed differences were small",
-        "Same configurations as the single-seed tables above; only the seed changes (model init and batch "
+        "Same configurations as the single-seed tables above; only the random seed changes (model init and batch "
         "order).", ["job", "model", "metric", "mean ± std", "train tokens/s", "speed-up"],
         [((job, metric), job) for job, metric in (("seeds-ag_news", "val_acc"), ("seeds-tinyshakespeare", "val_ppl"))],
         row)
