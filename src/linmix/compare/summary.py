@@ -136,7 +136,7 @@ def hybrids(folder: Path) -> list[str]:
 
 
 def seed_repeats(folder: Path) -> list[str]:
-    """Section 5: the seeds-* jobs, mean ± std over 3 seeds."""
+    """Section 5: the repeat jobs (folders named seeds-*), mean ± std over 3 random seeds."""
     def row(key: tuple[str, str], r: dict[str, str]) -> str:
         job, metric = key
         digits = 4 if metric == "val_acc" else 3

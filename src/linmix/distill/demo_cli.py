@@ -20,6 +20,17 @@ running the same command again resumes an interrupted demo; finished stages are 
 """
 
 
+def add_run_flags(p: argparse.ArgumentParser, command: str) -> None:
+    """The flags every one-config distillation command takes: the config, where to write, the data root,
+    whether to copy the results beside the config, progress bars."""
+    p.add_argument("--config", required=True, metavar="FILE", help="the run's TOML or JSON config")
+    p.add_argument("--out", default=None, metavar="OUT",
+                   help=f"output folder (default: the config's out, else runs/{command}-<config folder>)")
+    p.add_argument("--data-dir", default=None, metavar="D", help="data root (default $LINMIX_DATA, then the cache)")
+    p.add_argument("--no-copy", action="store_true", help="leave the results in --out only")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (the stage lines remain)")
+
+
 def register(subparsers: Any) -> None:
     """Add ``linmix distill-demo`` to the ``linmix`` parser."""
     p = subparsers.add_parser(
@@ -31,13 +42,8 @@ def register(subparsers: Any) -> None:
                     "with command.txt (--no-copy: not).",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _one_line_errors(p)
-    p.add_argument("--config", required=True, metavar="FILE", help="the demo's TOML or JSON config")
-    p.add_argument("--out", default=None, metavar="OUT",
-                   help="output folder (default: the config's out, else runs/distill-demo-<config folder>)")
-    p.add_argument("--data-dir", default=None, metavar="D", help="data root (default $LINMIX_DATA, then the cache)")
+    add_run_flags(p, "distill-demo")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default: the config's)")
-    p.add_argument("--no-copy", action="store_true", help="leave the results in --out only")
-    p.add_argument("--quiet", action="store_true", help="no progress bars (the stage lines remain)")
     p.set_defaults(func=cmd_distill_demo)
 
 

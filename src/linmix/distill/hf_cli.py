@@ -12,6 +12,7 @@ import argparse
 import shlex
 from typing import Any
 
+from linmix.distill.demo_cli import add_run_flags
 from linmix.train.cli import _one_line_errors
 
 EPILOG = """example:
@@ -33,12 +34,7 @@ def register(subparsers: Any) -> None:
                     "the config with command.txt (--no-copy: not).",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _one_line_errors(p)
-    p.add_argument("--config", required=True, metavar="FILE", help="the run's TOML or JSON config")
-    p.add_argument("--out", default=None, metavar="OUT",
-                   help="output folder (default: the config's out, else runs/distill-hf-<config folder>)")
-    p.add_argument("--data-dir", default=None, metavar="D", help="data root (default $LINMIX_DATA, then the cache)")
-    p.add_argument("--no-copy", action="store_true", help="leave the results in --out only")
-    p.add_argument("--quiet", action="store_true", help="no progress bars (the stage lines remain)")
+    add_run_flags(p, "distill-hf")
     p.set_defaults(func=cmd_distill_hf)
 
 

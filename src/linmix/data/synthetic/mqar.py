@@ -80,13 +80,13 @@ class MQARConfig:
 
 
 def hashed_seed(config: MQARConfig, tag: str = "test") -> int:
-    """The seed of the fixed ``tag`` set of ``config`` (63-bit, from a SHA-256 of the config and the tag)."""
+    """The random seed of the fixed ``tag`` set of ``config`` (63-bit, from a SHA-256 of the config and the tag)."""
     text = json.dumps(asdict(config), sort_keys=True) + "|" + tag
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
 
 
 def test_seed(config: MQARConfig) -> int:
-    """The seed of the fixed test set of ``config``: ``hashed_seed(config, "test")``."""
+    """The random seed of the fixed test set of ``config``: ``hashed_seed(config, "test")``."""
     return hashed_seed(config, "test")
 
 
