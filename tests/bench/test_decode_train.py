@@ -65,3 +65,21 @@ def test_train_rows_batch_and_speedup(tiny_result):
 def test_bad_config_is_a_value_error(config, message):
     with pytest.raises(ValueError, match=message):
         config.validate()
+
+
+def test_match_params_sizes_each_model_to_the_attention_lm():
+    from linmix.bench.train_speed import build_lm, model_widths, run
+    from linmix.compare.sizing import count_params, within_budget
+
+    cfg = TrainConfig(lengths=[16], d_model=32, n_heads=2, vocab_size=11, tokens_per_step=32, steps=1, warmup=0,
+                      device="cpu", threads=1, memory=False, match_params=True,
+                      models="attention=attention*2;small=aggregation*2")
+    models = cfg.model_specs()
+    widths = model_widths(cfg, models, 16)
+    assert widths["attention"] == 32 and widths["small"] > 32  # aggregation has fewer weights per width
+    target = count_params(build_lm(models["attention"], cfg, 16, 32))
+    assert within_budget(count_params(build_lm(models["small"], cfg, 16, widths["small"])), target)
+    rows = {r["model"]: r for r in run(cfg, progress=False)}
+    assert rows["small"]["d_model"] == widths["small"] and within_budget(rows["small"]["params"], target)
+    unmatched = model_widths(TrainConfig(d_model=32, n_heads=2, models=cfg.models), models, 16)
+    assert unmatched == {"attention": 32, "small": 32}

@@ -123,6 +123,8 @@ def _train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tokens-per-step", type=int, default=None, help="tokens per batch (default 8192)")
     p.add_argument("--steps", type=int, default=None, help="timed steps per model and length (default 5)")
     p.add_argument("--dtype", default=None, choices=("float32", "bfloat16"))
+    p.add_argument("--match-params", action="store_true", default=None,
+                   help="size each model's width to the attention LM's parameter count at every length")
 
 
 def _long(p: argparse.ArgumentParser) -> None:

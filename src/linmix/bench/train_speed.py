@@ -7,6 +7,8 @@ every length does comparable work per step. The models of one length are stepped
 each, then again) after warm-up, and the median step time gives tokens/s. This loop is self-contained: it
 does not use ``linmix.train``. With ``memory`` on, the peak extra memory of one training step is measured in
 a fresh process. Layer specs (``--models name=layers``) go to the model unchanged, inline options included.
+With ``match_params`` every model's width is sized (per length, since learned position tables grow with T)
+so its parameter count is the closest to the attention LM's, as claims of "an equivalent transformer" need.
 """
 from __future__ import annotations
 
@@ -40,6 +42,8 @@ class TrainConfig(LMBenchConfig):
     warmup: int = 2
     lr: float = 3e-4
     dtype: str = "float32"
+    #: size every model's d_model to the attention LM's parameter count at each length (multiples of 2 * heads)
+    match_params: bool = False
 
     QUICK: ClassVar[dict] = dict(lengths=QUICK_LENGTHS, tokens_per_step=2048, steps=2, warmup=1, memory=False)
     MODELS: ClassVar[dict[str, str]] = TRAIN_MODELS
@@ -65,13 +69,12 @@ Config = TrainConfig  # the bench interface (see linmix.bench.runner)
 class TrainLoop:
     """One model, its optimiser and a fixed random batch; :meth:`step` is one full training step."""
 
-    def __init__(self, layers: str, cfg: TrainConfig, T: int, device: torch.device) -> None:
-        from linmix.models.lm import LanguageModel
-
+    def __init__(self, layers: str, cfg: TrainConfig, T: int, device: torch.device,
+                 d_model: int | None = None) -> None:
         torch.manual_seed(cfg.seed)
         self.device, self.dtype = device, cfg.dtype
-        self.lm = LanguageModel(cfg.vocab_size, d_model=cfg.d_model, layers=layers, max_len=T,
-                                n_heads=cfg.n_heads).to(device).train()
+        self.d_model = d_model or cfg.d_model
+        self.lm = build_lm(layers, cfg, T, self.d_model).to(device).train()
         self.params = sum(p.numel() for p in self.lm.parameters())
         self.opt = torch.optim.AdamW(self.lm.parameters(), lr=cfg.lr)
         self.batch = max(1, cfg.tokens_per_step // T)
@@ -89,20 +92,40 @@ class TrainLoop:
         return float(loss.detach())
 
 
-def train_memory_job(layers: str, config: dict, T: int) -> Callable[[], None]:
+def build_lm(layers: str, cfg: TrainConfig, T: int, d_model: int):
+    """The benchmarked language model: ``layers`` at width ``d_model`` with a context of ``T``."""
+    from linmix.models.lm import LanguageModel
+
+    return LanguageModel(cfg.vocab_size, d_model=d_model, layers=layers, max_len=T, n_heads=cfg.n_heads)
+
+
+def model_widths(cfg: TrainConfig, models: dict[str, str], T: int) -> dict[str, int]:
+    """Each model's d_model at length T: ``cfg.d_model``, or with ``match_params`` the width whose parameter
+    count is closest to the attention LM's at ``cfg.d_model`` (which keeps ``cfg.d_model``)."""
+    if not cfg.match_params or BASELINE not in models:
+        return {name: cfg.d_model for name in models}
+    from linmix.compare.sizing import count_params, size_to_budget
+
+    target = count_params(build_lm(models[BASELINE], cfg, T, cfg.d_model))
+    return {name: cfg.d_model if name == BASELINE else
+            size_to_budget(lambda d, lay=layers: build_lm(lay, cfg, T, d), target, multiple=2 * cfg.n_heads)[0]
+            for name, layers in models.items()}
+
+
+def train_memory_job(layers: str, config: dict, T: int, d_model: int | None = None) -> Callable[[], None]:
     """Fresh-process job: build the model and optimiser, take one warm-up step, return the measured step."""
     cfg = TrainConfig(**config)
-    loop = TrainLoop(layers, cfg, T, torch.device(cfg.device))
+    loop = TrainLoop(layers, cfg, T, torch.device(cfg.device), d_model)
     loop.step()
     return loop.step
 
 
-def _peak(cfg: TrainConfig, name: str, layers: str, T: int, bar: Progress) -> float | None:
+def _peak(cfg: TrainConfig, name: str, layers: str, T: int, d_model: int, bar: Progress) -> float | None:
     """Peak extra memory of one training step in a fresh process (None when off or failed)."""
     if not cfg.memory:
         return None
     bar.step(f"T={T} memory {name}")
-    probe = probe_memory("linmix.bench.train_speed:train_memory_job", dict(layers=layers, config=asdict(cfg), T=T),
+    probe = probe_memory("linmix.bench.train_speed:train_memory_job", dict(layers=layers, config=asdict(cfg), T=T, d_model=d_model),
                          device=cfg.device)
     bar.update(1)
     if not probe.get("ok"):
@@ -114,9 +137,10 @@ def _step_times(cfg: TrainConfig, models: dict[str, str], T: int, device: torch.
                 bar: Progress) -> tuple[dict, dict]:
     """Build every model at T, warm up, then time ``steps`` steps round-robin; (times, (batch, params))."""
     loops = {}
+    widths = model_widths(cfg, models, T)
     for name, layers in models.items():
         bar.step(f"T={T} build {name}")
-        loops[name] = TrainLoop(layers, cfg, T, device)
+        loops[name] = TrainLoop(layers, cfg, T, device, widths[name])
         bar.update(1)
     times: dict[str, list[float]] = {name: [] for name in models}
     for s in range(cfg.warmup + cfg.steps):
@@ -127,7 +151,7 @@ def _step_times(cfg: TrainConfig, models: dict[str, str], T: int, device: torch.
             if not warm:
                 times[name].append(took)
             bar.update(1)
-    return times, {name: (lp.batch, lp.params) for name, lp in loops.items()}
+    return times, {name: (lp.batch, lp.params, lp.d_model) for name, lp in loops.items()}
 
 
 def _length_rows(cfg: TrainConfig, models: dict[str, str], T: int, device: torch.device,
@@ -136,11 +160,11 @@ def _length_rows(cfg: TrainConfig, models: dict[str, str], T: int, device: torch
     times, shapes = _step_times(cfg, models, T, device, bar)
     rows = []
     for name, layers in models.items():
-        (batch, params), step_s = shapes[name], median(times[name])
+        (batch, params, d_model), step_s = shapes[name], median(times[name])
         rows.append({"model": name, "layers": layers, "T": T, "batch_size": batch, "params": params,
-                     "d_model": cfg.d_model, "dtype": cfg.dtype, "device": cfg.device, "steps": len(times[name]),
+                     "d_model": d_model, "dtype": cfg.dtype, "device": cfg.device, "steps": len(times[name]),
                      "step_ms": 1e3 * step_s, "step_ms_min": 1e3 * min(times[name]),
-                     "tokens_per_s": batch * T / step_s, "peak_mem_mib": _peak(cfg, name, layers, T, bar)})
+                     "tokens_per_s": batch * T / step_s, "peak_mem_mib": _peak(cfg, name, layers, T, d_model, bar)})
     ref = next((r["tokens_per_s"] for r in rows if r["model"] == BASELINE), None)
     for r in rows:
         r["speedup_vs_attention"] = r["tokens_per_s"] / ref if ref else None
@@ -176,8 +200,10 @@ def markdown(result: dict) -> str:
         return pivot(rows, "model", "T", key, fmt, label=lambda r: f"{r['model']} (`{r['layers']}`)")
 
     batches = ", ".join(f"T={T}: B={max(1, cfg['tokens_per_step'] // T)}" for T in cfg["lengths"])
+    width = ("D sized per model and length to the attention LM's parameters (see d_model below)"
+             if cfg.get("match_params") else f"D={cfg['d_model']}")
     return sections(
-        ("", f"D={cfg['d_model']}, {cfg['n_heads']} heads, FFN 4D, vocab {cfg['vocab_size']}, {cfg['dtype']}, "
+        ("", f"{width}, {cfg['n_heads']} heads, FFN 4D, vocab {cfg['vocab_size']}, {cfg['dtype']}, "
              f"AdamW; {cfg['tokens_per_step']} tokens per step ({batches}); median of {cfg['steps']} steps after "
              f"{cfg['warmup']} warm-up, models interleaved; device {cfg['device']}."),
         ("Training throughput (tokens/s)", table("tokens_per_s", lambda v: f"{v:.0f}")),
@@ -185,6 +211,7 @@ def markdown(result: dict) -> str:
         ("Step time (ms, median)", table("step_ms", lambda v: f"{v:.1f}")),
         ("Peak extra memory of one training step (MiB, fresh process)", table("peak_mem_mib", lambda v: f"{v:.0f}")),
         ("Parameters", table("params", lambda v: f"{v / 1e6:.2f}M")),
+        ("d_model", table("d_model", lambda v: f"{v}")),
         ("Targets", targets_markdown(result["summary"]["targets"])),
     )
 
