@@ -12,8 +12,8 @@ import sys
 
 #: modules that add sub-commands, in the order ``linmix --help`` lists them
 COMMAND_MODULES = ("linmix.train.cli", "linmix.bench.cli", "linmix.compare.cli",
-                   "linmix.compare.experiments_cli", "linmix.analyze.cli", "linmix.distill.cli",
-                   "linmix.distill.demo_cli", "linmix.distill.hf_cli")
+                   "linmix.compare.experiments_cli", "linmix.compare.ablation_cli", "linmix.analyze.cli",
+                   "linmix.distill.cli", "linmix.distill.demo_cli", "linmix.distill.hf_cli")
 
 
 class UsageError(Exception):

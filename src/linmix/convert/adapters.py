@@ -14,7 +14,8 @@ the residuals, norms and feed-forwards around it run unchanged. What the adapter
   ``(out, None)`` as transformers 5 expects of both. The 4-D attention mask must be causal plus key
   padding (that is read back as ``padding_mask``). There is no KV cache: a cache passed in is an error,
   and :func:`linmix.convert` turns ``use_cache`` off in the model's config, so generation recomputes the
-  prefix at every step.
+  prefix at every step. Inside :class:`linmix.convert.hf_decode.StreamingSession` the adapter instead
+  hands each call to its ``stream`` (the mixer's prefill, then one step per token, from a held state).
 
 A mixer's outputs at padded positions are zero, where attention would leave some value: padded positions
 never reach a real output either way.
@@ -144,6 +145,8 @@ class HFAttentionAdapter(nn.Module):
     """
 
     is_causal = True
+    #: set by :mod:`linmix.convert.hf_decode` while it decodes: ``stream(adapter, x, kwargs) -> y`` (None: off)
+    stream = None
 
     def __init__(self, mixer: Mixer, path: str, arg_names: tuple[str, ...], layer_idx: int | None) -> None:
         super().__init__()
@@ -161,13 +164,16 @@ class HFAttentionAdapter(nn.Module):
         x = kwargs.get("hidden_states")
         if not isinstance(x, torch.Tensor) or x.dim() != 3:
             raise ValueError(f"{self.path}: hidden_states must be a [B, T, D] tensor")
-        for name in ("cache", "past_key_value", "past_key_values", "layer_past"):
-            if kwargs.get(name) is not None:
-                raise ValueError(f"{self.path}: a converted layer keeps no KV cache; run the model with "
-                                 "use_cache=False (generation then recomputes the prefix each step)")
         if kwargs.get("encoder_hidden_states") is not None:
             raise ValueError(f"{self.path}: a converted layer is self-attention only; encoder_hidden_states "
                              "cannot be mixed in")
+        if self.stream is not None:  # streaming decode: the mixer's state stands in for the prefix
+            return self.stream(self, x, kwargs), None
+        for name in ("cache", "past_key_value", "past_key_values", "layer_past"):
+            if kwargs.get(name) is not None:
+                raise ValueError(f"{self.path}: a converted layer keeps no KV cache; run the model with "
+                                 "use_cache=False (generation then recomputes the prefix each step), or decode "
+                                 "with linmix.convert.generate_streaming")
         padding = hf_padding(kwargs.get("attention_mask"), x.shape[1], self.path)
         if getattr(self.mixer, "rotary", False):
             check_positions(kwargs.get("position_ids"), padding, self.path)

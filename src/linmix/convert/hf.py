@@ -4,7 +4,8 @@ Written against the transformers 5 module interfaces (both attention modules ret
 and take the cache as ``cache`` or ``past_key_values``); older majors are refused with the fix. The
 adapter (:class:`~linmix.convert.adapters.HFAttentionAdapter`) accepts the module's forward arguments and
 returns ``(output, None)``. Converted layers keep no KV cache, so the model's ``config.use_cache`` (and
-its generation config's) is set to False: ``generate`` then runs the whole prefix every step.
+its generation config's) is set to False: ``generate`` then runs the whole prefix every step
+(:func:`linmix.convert.hf_decode.generate_streaming` decodes from the mixers' states instead).
 
 Weights: GPT-2's ``c_attn`` / ``c_proj`` are ``Conv1D`` (``y = x W + b``, so the weights are transposed
 into Linear layout); Llama's ``q_proj``/``k_proj``/``v_proj``/``o_proj`` have no bias (copied as zeros)
@@ -168,7 +169,7 @@ def finish(model: nn.Module, replaced: list[tuple[Site, Built]]) -> list[str]:
     for cfg in _configs(model):
         cfg.use_cache = False
     return ["use_cache=False in the model's config: converted layers keep no KV cache, so generation "
-            "recomputes the prefix each step"]
+            "recomputes the prefix each step (linmix.convert.generate_streaming decodes from the mixers' states)"]
 
 
 @contextlib.contextmanager

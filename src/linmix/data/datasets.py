@@ -149,8 +149,9 @@ def load_classification(
     class-balanced **20,000-row subset** of the official 120,000, see SOURCES.md; its test split is
     the official 7,600; a hub download has the full train split), ``20newsgroups`` (headers, footers
     and quotes stripped; 300 train / 215 test posts are empty after stripping and are dropped, so
-    11,014 / 7,317 remain), ``reuters`` = R52 (6,532 / 2,568, 52 classes; ``variant="r8"`` or name
-    ``reuters-r8`` for R8: 5,485 / 2,189, 8 classes). Records keep the files' order (which is
+    11,014 / 7,317 remain; ``20newsgroups_raw``: the same 11,314 / 7,532 messages unstripped, headers
+    included, from ``train_raw``/``test_raw.jsonl.gz``), ``reuters`` = R52 (6,532 / 2,568, 52 classes;
+    ``variant="r8"`` or name ``reuters-r8`` for R8: 5,485 / 2,189, 8 classes). Records keep the files' order (which is
     grouped by class or id), so shuffle when batching. The number of dropped empty texts is in
     ``.dropped`` and logged.
     """
@@ -163,7 +164,7 @@ def load_classification(
     texts: list[str] = []
     labels: list[int] = []
     dropped = 0
-    for row in _read_jsonl(folder, _file_split(s, valid_fraction)):
+    for row in _read_jsonl(folder, _file_split(s, valid_fraction) + spec.split_suffix):
         text, label = row["text"], int(row["label"])
         if not 0 <= label < len(label_names):
             raise ValueError(f"{name} {s}: label {label} outside 0..{len(label_names) - 1}")

@@ -2,7 +2,9 @@
 
 Every dataset is a folder in one *data root* (the layout of ``shared/data``, described in its
 ``SOURCES.md``): ``tinyshakespeare/``, ``wikitext2/``, ``imdb/``, ``ag_news/``, ``20newsgroups/``,
-``reuters21578/r52/``, ``reuters21578/r8/``, ``womens_clothing_reviews/``.
+``reuters21578/r52/``, ``reuters21578/r8/``, ``womens_clothing_reviews/``. ``20newsgroups_raw`` is the
+same 20 Newsgroups documents unstripped (headers, signatures and quotes kept), read from
+``20newsgroups/train_raw.jsonl.gz`` and ``test_raw.jsonl.gz`` (no download: copy the files in).
 :func:`resolve_dataset` finds that folder, trying in order
 
 1. the explicit ``data_dir`` argument (a data root, or the dataset's own, same-named folder),
@@ -54,7 +56,9 @@ class DatasetSpec:
     ``subdir`` is the folder relative to a data root; ``markers`` are alternatives of which at
     least one must exist in that folder for it to count as present (e.g. ``train.jsonl`` or
     ``train.jsonl.gz``); ``required`` must all exist. ``download`` writes the folder's files into a
-    given directory, or is ``None`` when no automatic download is available.
+    given directory, or is ``None`` when no automatic download is available. ``split_suffix`` names
+    split files ``<split><suffix>.jsonl[.gz]``, so two datasets can share one folder (and its
+    ``labels.json``): ``20newsgroups_raw`` reads ``train_raw.jsonl.gz`` beside ``train.jsonl``.
     """
 
     name: str
@@ -64,6 +68,7 @@ class DatasetSpec:
     required: tuple[str, ...] = ()
     download: Downloader | None = None
     download_source: str = ""
+    split_suffix: str = ""
 
     def is_present(self, folder: Path) -> bool:
         """Whether ``folder`` holds this dataset's files."""
@@ -296,6 +301,9 @@ _CLS_MARKERS = ("train.jsonl", "train.jsonl.gz")
 _CLS_REQUIRED = ("labels.json",)
 _R52 = DatasetSpec("reuters-r52", "reuters21578/r52", "classification", _CLS_MARKERS, _CLS_REQUIRED)
 _R8 = DatasetSpec("reuters-r8", "reuters21578/r8", "classification", _CLS_MARKERS, _CLS_REQUIRED)
+#: the unstripped 20 Newsgroups messages, beside the stripped ones; no download source (see SOURCES.md)
+_NEWSGROUPS_RAW = DatasetSpec("20newsgroups_raw", "20newsgroups", "classification", ("train_raw.jsonl.gz",),
+                              ("test_raw.jsonl.gz", "labels.json"), split_suffix="_raw")
 _CLOTHING = DatasetSpec(
     "clothing_reviews", "womens_clothing_reviews", "regression", _CLS_MARKERS, ("schema.json",)
 )
@@ -324,6 +332,7 @@ DATASETS: Mapping[str, DatasetSpec] = {
         download=_hf_classification("SetFit/20_newsgroups", None, "jsonl"),
         download_source="hf:SetFit/20_newsgroups",
     ),
+    "20newsgroups_raw": _NEWSGROUPS_RAW,
     "reuters": _R52,
     "reuters-r52": _R52,
     "reuters-r8": _R8,
