@@ -210,3 +210,14 @@ def test_misuse_inside_and_outside_a_session_is_an_error():
     with pytest.raises(ValueError, match=r"input_ids must be a \[B, T\] tensor"):
         generate_streaming(model, ids[0], 2)
     assert torch.equal(generate_streaming(model, ids, 0), ids)
+
+
+def test_on_token_is_called_once_per_new_token_inside_the_session():
+    model = converted("gpt2")
+    ids = torch.randint(1, V, (1, T))
+    seen = []
+    out = generate_streaming(model, ids, 4, on_token=lambda i: seen.append((i, streaming_state_bytes(model))))
+    assert [i for i, _ in seen] == [0, 1, 2, 3] and out.shape == (1, T + 4)
+    assert len({b for _, b in seen}) == 1 and seen[0][1] > 0  # linear attention: the state does not grow
+    assert torch.equal(out, generate_streaming(model, ids, 4))
+    assert_clean(model)

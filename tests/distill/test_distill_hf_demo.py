@@ -1,10 +1,12 @@
 """`linmix distill-hf` end to end on a tiny randomly initialised Llama (transformers' LlamaConfig, no
 download) with a character-level tokenizer stand-in and a tiny WikiText-2-shaped corpus: the tables,
 resuming (finished stages are not repeated, an interrupted run ends as an uninterrupted one), reloading the
-distilled model, and one-line errors for bad configs."""
+distilled model, decode time against context length, resuming a run folder whose plan.json predates the
+decode settings, and one-line errors for bad configs."""
 from __future__ import annotations
 
 import json
+import math
 import random
 from pathlib import Path
 
@@ -18,10 +20,13 @@ from linmix.cli import main  # noqa: E402
 from linmix.config_io import write_config_file  # noqa: E402
 from linmix.distill.hf_load import load_distilled  # noqa: E402
 from linmix.distill.hf_measure import perplexity, token_windows  # noqa: E402
+from linmix.distill.hf_config import HFDemoConfig, load_hf_config  # noqa: E402
 from linmix.distill.hf_report import COLUMNS  # noqa: E402
 
 WORDS = "the city river king war game music film team season song album".split()
 LENGTHS = [16, 64]
+DECODE_LENGTHS, DECODE_TOKENS = [8, 16], 3
+SMOLLM2 = Path(__file__).resolve().parents[2] / "results" / "convert" / "smollm2" / "config.toml"
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +59,7 @@ def config(root: Path, **changes) -> dict:
     values = {"teacher": str(root / "teacher"), "gguf_file": "", "seq_len": 24, "batch_size": 2,
               "transfer_steps": 3, "recovery_steps": 2, "kl_weight": 0.5, "eval_windows": 2, "eval_len": 24,
               "memory_lengths": LENGTHS, "prompt": "the city of the river", "sample_tokens": 4, "log_every": 1,
-              "save_every": 1,
+              "save_every": 1, "decode_lengths": DECODE_LENGTHS, "decode_tokens": DECODE_TOKENS,
               "variants": {"window": {"mixer": "window_linear_attention", "options": {"window": 8}},
                            "summation": {"mixer": "summation", "lora_rank": 0,
                                          "options": {"positions": "sinusoidal", "normalize": "count"}}}}
@@ -85,7 +90,8 @@ def finished(tiny, tmp_path_factory) -> Path:
 def test_end_to_end_writes_the_tables_the_figure_and_safetensors_checkpoints(finished):
     md = (finished / "results.md").read_text()
     assert "| " + " | ".join(COLUMNS) + " |" in md
-    rows = [line for line in md.splitlines() if line.startswith(("| window |", "| summation |"))]
+    table = md.split("## Validation perplexity")[1].split("##")[0]
+    rows = [line for line in table.splitlines() if line.startswith(("| window |", "| summation |"))]
     assert [r.split(" | ")[1] for r in rows] == ["`window_linear_attention`", "`summation`"]
     assert "| context (tokens) | teacher KV cache (MiB) | window state (MiB) | summation state (MiB) |" in md
     assert all(f"| {n:,} | " in md for n in LENGTHS)
@@ -107,9 +113,73 @@ def test_end_to_end_writes_the_tables_the_figure_and_safetensors_checkpoints(fin
     assert (finished / "window" / "model" / "mixers.safetensors").is_file()
 
 
+def test_the_decode_stage_times_the_teacher_and_every_variant(finished):
+    results = json.loads((finished / "results.json").read_text())
+    decode = results["decode"]
+    assert decode == json.loads((finished / "decode.json").read_text())
+    assert (decode["lengths"], decode["tokens"]) == (DECODE_LENGTHS, DECODE_TOKENS)
+    assert sorted(decode["models"]) == ["summation", "teacher", "window"]
+    for name, entry in decode["models"].items():
+        assert entry["threads"] == 1 and [r["length"] for r in entry["runs"]] == DECODE_LENGTHS
+        for run in entry["runs"]:
+            assert "skipped" not in run, (name, run)
+            assert len(run["token_s_each"]) == DECODE_TOKENS - 1
+            for key in ("prefill_s", "token_s", "state_bytes"):
+                assert math.isfinite(run[key]) and run[key] > 0, (name, key)
+    assert decode["models"]["teacher"]["method"] == "generate (KV cache)"
+    assert decode["models"]["window"]["method"] == "generate_streaming"
+    teacher_kv = [r["state_bytes"] for r in decode["models"]["teacher"]["runs"]]
+    facts = results["teacher"]["facts"]  # the cache after the decode: the prompt and every new token but the last
+    assert teacher_kv == [2 * facts["layers"] * facts["kv_heads"] * facts["head_dim"] * (n + DECODE_TOKENS - 1) * 4
+                          for n in DECODE_LENGTHS]
+    summation = [r["state_bytes"] for r in decode["models"]["summation"]["runs"]]
+    assert summation[0] == summation[1]  # O(1) state
+    ref = decode["recompute"]
+    assert (ref["variant"], ref["length"], ref["method"]) == ("window", 8, "generate (use_cache=False)")
+    assert ref["token_s"] > 0 and ref["state_bytes"] == 0
+    md = (finished / "results.md").read_text()
+    assert "## Decode time against context length (ms per new token, median; prefill s)" in md
+    assert "| model | 8 tokens | 16 tokens |" in md
+    for name in ("teacher", "window", "summation"):
+        assert sum(line.startswith(f"| {name} | ") and " s) | " in line for line in md.splitlines()) == 1, name
+    assert not (finished / "decode_time.png").exists()  # a panel of results.png
+    assert "1 torch thread(s)" in md and "`generate(use_cache=False)`" in md
+
+
+def test_a_plan_without_the_decode_settings_resumes(tiny, tmp_path):
+    """A run folder made before decode_lengths/decode_tokens existed (its plan.json lacks them) resumes with
+    any decode settings; a changed training setting is still refused."""
+    values = config(tiny, decode_lengths=[512, 2048, 8192], decode_tokens=16)
+    old = json.loads(json.dumps(HFDemoConfig.from_dict(config(tiny)).to_dict()))
+    for key in ("out", "decode_lengths", "decode_tokens"):
+        old.pop(key)
+    out = tmp_path / "old"
+    out.mkdir()
+    (out / "plan.json").write_text(json.dumps(old))
+    hf_demo._check_plan(out, HFDemoConfig.from_dict(values))
+    hf_demo._check_plan(out, HFDemoConfig.from_dict(config(tiny)))  # and again with other decode settings
+    with pytest.raises(ValueError, match="transfer_steps=3, this config has 4"):
+        hf_demo._check_plan(out, HFDemoConfig.from_dict({**values, "transfer_steps": 4}))
+    del old["sample_tokens"]  # a setting an older plan lacks counts as its default, and only as that
+    (out / "plan.json").write_text(json.dumps(old))
+    hf_demo._check_plan(out, HFDemoConfig.from_dict({**values, "sample_tokens": HFDemoConfig.sample_tokens}))
+    with pytest.raises(ValueError, match="sample_tokens=40, this config has 4"):
+        hf_demo._check_plan(out, HFDemoConfig.from_dict(values))
+
+
+def test_the_committed_smollm2_config_resumes_a_run_made_before_the_decode_settings(tmp_path):
+    config_now = load_hf_config(SMOLLM2)
+    old = {k: v for k, v in json.loads(json.dumps(config_now.to_dict())).items()
+           if k not in ("out", "decode_lengths", "decode_tokens")}
+    (tmp_path / "plan.json").write_text(json.dumps(old))
+    hf_demo._check_plan(tmp_path, config_now)
+    assert json.loads((tmp_path / "plan.json").read_text()) == old
+
+
 def test_a_rerun_reads_every_finished_stage(finished, tiny, monkeypatch):
     stamps = {p: p.stat().st_mtime_ns for p in finished.rglob("*.safetensors")}
     stamps.update({p: p.stat().st_mtime_ns for p in finished.rglob("evals.json")})
+    stamps[finished / "decode.json"] = (finished / "decode.json").stat().st_mtime_ns
 
     def no_load(*args, **kwargs):
         raise AssertionError("a finished run must not load the teacher again")

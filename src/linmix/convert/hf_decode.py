@@ -20,6 +20,7 @@ position table and Llama's rotary embeddings see the true positions.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -257,7 +258,8 @@ def check_prompt(model: nn.Module, input_ids: Any, max_new_tokens: Any, attentio
 @torch.no_grad()
 def generate_streaming(model: nn.Module, input_ids: torch.Tensor, max_new_tokens: int, eos_id: int | None = None,
                        *, attention_mask: torch.Tensor | None = None,
-                       return_logits: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+                       return_logits: bool = False, on_token: Callable[[int], None] | None = None,
+                       ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Greedy decoding of a converted HF model from its mixers' states: one prefill, one token per forward.
 
     Args:
@@ -269,6 +271,9 @@ def generate_streaming(model: nn.Module, input_ids: torch.Tensor, max_new_tokens
             ``pad_token_id=eos_id``).
         attention_mask: only checked: any zero (a padded prompt) is a ``ValueError``.
         return_logits: also return the logits each new token was chosen from, ``[B, n_new, V]``.
+        on_token: called as ``on_token(i)`` once new token ``i`` is chosen (after the forward that gave
+            its logits, before the next one), inside the session: it may time the steps or read
+            :func:`streaming_state_bytes` (the states then cover the prompt and the tokens before ``i``).
 
     Returns:
         ``[B, T + n_new]`` token ids (prompt first), as greedy ``model.generate(..., use_cache=False)`` gives,
@@ -286,6 +291,8 @@ def generate_streaming(model: nn.Module, input_ids: torch.Tensor, max_new_tokens
                 nxt = torch.where(done, torch.full_like(nxt, eos_id), nxt)
                 done = done | (nxt == eos_id)
             tokens.append(nxt[:, None])
+            if on_token is not None:
+                on_token(i)
             if i + 1 == max_new_tokens or bool(done.all()):
                 break
             logits = session.forward(nxt[:, None])[:, -1]

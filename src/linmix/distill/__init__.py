@@ -21,7 +21,8 @@ matching as the first::
   distils it into several mixers and sets each beside the same architecture trained from scratch.
 * ``linmix distill-hf`` (:mod:`~linmix.distill.hf_demo`) linearizes a pretrained Hugging Face causal LM
   (e.g. SmolLM2-135M from a GGUF file) into each variant of a config file and reports the perplexity
-  after every stage, greedy samples and the decode memory against context length.
+  after every stage, greedy samples, and the decode memory and decode time against context length
+  (:mod:`~linmix.distill.hf_decode_time`).
 """
 from linmix.convert.teachers import converted_layers, drop_teachers
 from linmix.distill.lora import add_lora, merge_lora

@@ -1,5 +1,5 @@
 """``linmix distill-hf --config FILE``: linearize a pretrained Hugging Face causal LM into every variant of
-the config, distil each, and report perplexity, samples and decode memory
+the config, distil each, and report perplexity, samples, decode memory and decode time
 (:func:`linmix.distill.hf_demo.run_hf_demo`).
 
 Only parses arguments; a bad config (an unknown key or mixer, a bad option, a missing file), a teacher
@@ -30,8 +30,8 @@ def register(subparsers: Any) -> None:
                     "folder), convert every attention layer into each variant's mixer, run attention transfer and "
                     "recovery on the dataset tokenised with the teacher's tokenizer, and write results.md, "
                     "results.json and results.png (perplexity of the teacher, the plain swap and both stages; "
-                    "decode memory against context length; greedy samples) to --out; they are also copied beside "
-                    "the config with command.txt (--no-copy: not).",
+                    "decode memory and time per new token against context length; greedy samples) to --out; they "
+                    "are also copied beside the config with command.txt (--no-copy: not).",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _one_line_errors(p)
     add_run_flags(p, "distill-hf")

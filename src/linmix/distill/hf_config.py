@@ -61,7 +61,10 @@ class HFDemoConfig:
     """Load ``teacher``, measure it, convert it into each variant, distil (transfer, then recovery) and
     measure every stage: WikiText-style validation perplexity over ``eval_windows`` windows of
     ``eval_len`` tokens, a greedy sample of ``sample_tokens`` tokens after ``prompt``, and the decode
-    memory at each of ``memory_lengths`` tokens of context.
+    memory at each of ``memory_lengths`` tokens of context. Once every variant is finished, the decode
+    time: for each of ``decode_lengths``, a prompt of that many validation tokens and ``decode_tokens``
+    greedy tokens after it, timed per token (:mod:`linmix.distill.hf_decode_time`). The two decode
+    settings change no trained or measured result, so a run folder resumes with other values of them.
 
     Training batches are ``batch_size`` windows of ``seq_len`` tokens drawn from the training split at
     positions fixed by ``seed`` and the step; step ``s`` of recovery reads the draw of step
@@ -85,6 +88,8 @@ class HFDemoConfig:
     eval_windows: int = 8
     eval_len: int = 512
     memory_lengths: list[int] = field(default_factory=lambda: [512, 1024, 2048, 4096, 8192])
+    decode_lengths: list[int] = field(default_factory=lambda: [512, 2048])
+    decode_tokens: int = 16
     prompt: str = "The history of the city begins"
     sample_tokens: int = 40
     seed: int = 0
@@ -158,6 +163,12 @@ class HFDemoConfig:
             raise ValueError(f"memory_lengths must be a non-empty list of token counts, got {lengths!r}")
         for value in lengths:
             check_int_at_least("memory_lengths entry", value, 1)
+        lengths = self.decode_lengths
+        if not isinstance(lengths, list) or not lengths:
+            raise ValueError(f"decode_lengths must be a non-empty list of prompt lengths, got {lengths!r}")
+        for value in lengths:
+            check_int_at_least("decode_lengths entry", value, 1)
+        check_int_at_least("decode_tokens", self.decode_tokens, 2)  # the first comes from the prefill
         if self.out is not None and not isinstance(self.out, str):
             raise ValueError(f"out must be a folder name, got {self.out!r}")
         _check_stage({key: getattr(self, key) for key in STAGE_KEYS}, "the config")

@@ -1,5 +1,5 @@
 """``linmix distill-hf``: linearize a pretrained Hugging Face causal LM into every variant of a config,
-distil each (attention transfer, then recovery) and report perplexity, samples and decode memory.
+distil each (attention transfer, then recovery) and report perplexity, samples, decode memory and decode time.
 
 Stages, each resumable, under ``out``:
 
@@ -13,12 +13,17 @@ Stages, each resumable, under ``out``:
   LoRA on the copied projections with ``lora_rank``), measured. ``evals.json`` keeps each measurement as
   it is made, ``model/`` the distilled mixers (``mixers.safetensors`` + ``conversion.json``, reloaded by
   :func:`linmix.distill.hf_load.load_distilled`), ``result.json`` marks the variant done.
+* ``decode.json``: once every variant is done, the decode time against context length of the teacher
+  (its KV cache) and of every variant reloaded from ``model/`` (its mixers' states), written model by
+  model (:mod:`linmix.distill.hf_decode_time`).
 
 A training stage resumes from its last saved step (:mod:`linmix.distill.stage`: safetensors and JSON,
 never pickle); a measurement already in ``evals.json`` is not repeated; a finished variant is read, not
 rebuilt, and the teacher is loaded only when something is left to do. ``plan.json`` holds the settings:
-a rerun with other settings into the same ``out`` is an error naming the first one that differs. The
-outputs (:mod:`linmix.distill.hf_report`) are rewritten at the end of every run.
+a rerun with other settings into the same ``out`` is an error naming the first one that differs, except
+for those in :data:`MAY_CHANGE`; a setting missing from an older ``plan.json`` (one added since that run
+was made) counts as its default value. The outputs (:mod:`linmix.distill.hf_report`) are rewritten at
+the end of every run.
 """
 from __future__ import annotations
 
@@ -39,6 +44,7 @@ from linmix.convert import convert
 from linmix.convert.teachers import converted_layers, drop_teachers
 from linmix.data import load_lm_text
 from linmix.distill.hf_config import HFDemoConfig, HFVariant, write_hf_config
+from linmix.distill.hf_decode_time import decode_stage
 from linmix.distill.hf_load import CONVERSION_FILE, MIXERS_FILE, decode, describe, encode, load_teacher
 from linmix.distill.hf_measure import (greedy, kv_cache_bytes, measured_kv_bytes, perplexity, state_bytes,
                                        token_windows, train_batch)
@@ -50,8 +56,9 @@ from linmix.models.pretrained import write_json_atomic
 
 PLAN, TEACHER, TIMES, EVALS, RESULT, CONFIG = ("plan.json", "teacher.json", "stage_times.json", "evals.json",
                                                "result.json", "config.toml")
-#: settings that change nothing in the results (a rerun may differ in them)
-MAY_CHANGE = ("out",)
+#: settings no trained result or stored measurement depends on (a rerun may differ in them; the decode
+#: stage keeps its own settings in decode.json and measures again when they differ)
+MAY_CHANGE = ("out", "decode_lengths", "decode_tokens")
 
 
 def default_out(config_path: str | os.PathLike | None) -> str:
@@ -104,10 +111,15 @@ class _Run:
 
 
 def _check_plan(out: Path, config: HFDemoConfig) -> None:
-    """Write ``plan.json``, or check that an existing one holds these settings."""
-    plan = {k: v for k, v in json.loads(json.dumps(config.to_dict())).items() if k not in MAY_CHANGE}
+    """Write ``plan.json``, or check that an existing one holds these settings (a key it lacks is taken
+    at its default: a setting added after that run was made)."""
+    def as_plan(cfg: HFDemoConfig) -> dict[str, Any]:
+        return {k: v for k, v in json.loads(json.dumps(cfg.to_dict())).items() if k not in MAY_CHANGE}
+
+    plan = as_plan(config)
     old = _read(out / PLAN)
     if old is not None:
+        old = {**as_plan(HFDemoConfig()), **old}
         for key in sorted(set(old) | set(plan)):
             if old.get(key) != plan.get(key):
                 raise ValueError(f"{out} holds a run with {key}={old.get(key)!r}, this config has {plan.get(key)!r}; "
@@ -243,7 +255,9 @@ def run_hf_demo(config: HFDemoConfig, out: str | os.PathLike | None = None, *, d
     windows = token_windows(valid, config.eval_len, config.eval_windows)
     teacher = teacher_stage(run, windows)
     results = [variant_stage(run, v, train, windows, f"[{i + 1}/{len(variants)}]") for i, v in enumerate(variants)]
-    summary = build_results(config, teacher, results, run.times, out, time.perf_counter() - started, command)
+    timing = decode_stage(run, [v.name for v in variants], valid)
+    summary = build_results(config, teacher, results, run.times, out, time.perf_counter() - started, command,
+                            decode=timing)
     write_outputs(summary, out)
     write_hf_config(config, out / CONFIG)
     if copy_to is not None:

@@ -1,11 +1,13 @@
 """The outputs of ``linmix distill-hf``: every number in ``results.json``, the tables in ``results.md``
-and the figure ``results.png`` (perplexity per stage; decode memory against context length).
+and the figure ``results.png`` (perplexity per stage; decode memory and decode time against context length).
 
 The perplexity table has one row per variant: its mixer, its parameter count and the validation
 perplexity of the plain swap, after attention transfer and after recovery, beside the teacher's on the
 same windows. The memory table has one row per context length: the teacher's KV cache and each
 variant's streaming state. The samples are the greedy continuations of one prompt by the teacher and
-by every variant after each stage.
+by every variant after each stage. The decode-time table has one row per model (teacher, then the
+variants) and one column per prompt length: the median milliseconds per new token, with the prefill
+seconds (:mod:`linmix.distill.hf_decode_time`).
 """
 from __future__ import annotations
 
@@ -39,8 +41,9 @@ def _row(result: dict[str, Any], teacher: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_results(config: Any, teacher: dict[str, Any], results: list[dict[str, Any]], times: dict[str, float],
-                  out: Path, wall_s: float, command: str) -> dict[str, Any]:
-    """The ``results.json`` dict: settings, the teacher, one row per variant, memory, samples, timings."""
+                  out: Path, wall_s: float, command: str, decode: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``results.json`` dict: settings, the teacher, one row per variant, memory, samples, decode time
+    (``decode``, the ``decode.json`` record), timings."""
     from linmix.train.reporting import machine, versions
 
     memory = {"lengths": teacher["memory"]["lengths"], "teacher": teacher["memory"]["bytes"],
@@ -52,7 +55,7 @@ def build_results(config: Any, teacher: dict[str, Any], results: list[dict[str, 
             "eval": {"windows": config.eval_windows, "len": config.eval_len, "tokens": teacher["tokens"]},
             "steps": {"transfer": config.transfer_steps, "recovery": config.recovery_steps,
                       "seq_len": config.seq_len, "batch_size": config.batch_size},
-            "rows": [_row(r, teacher) for r in results], "memory": memory, "samples": samples,
+            "rows": [_row(r, teacher) for r in results], "memory": memory, "samples": samples, "decode": decode,
             "variants": results,
             "wall_s": {"stages": dict(times), "stages_total": sum(times.values()), "this_run": wall_s},
             "machine": machine(torch.device("cpu")), "versions": versions()}
@@ -117,6 +120,7 @@ def markdown(results: dict[str, Any]) -> str:
     for i, length in enumerate(memory["lengths"]):
         cells = [_mib(memory[n][i]) for n in ["teacher", *names]]
         lines.append(f"| {length:,} | " + " | ".join(cells) + " |")
+    lines += decode_lines(results, names)
     samples = results["samples"]
     lines += ["", f"## Greedy samples ({samples['tokens']} tokens after the prompt)", "",
               f"Prompt: `{_cell(samples['prompt'])}`", "", "| model | continuation |", "|---|---|",
@@ -124,20 +128,67 @@ def markdown(results: dict[str, Any]) -> str:
     for n in names:
         for key, label in STAGES:
             lines.append(f"| {n}, {label} | {_cell(samples[n][key])} |")
-    lines += ["", "![perplexity per stage and decode memory](results.png)", "", "Reproduce (or resume) with:", "",
+    lines += ["", "![perplexity per stage, decode memory and decode time](results.png)", "",
+              "Reproduce (or resume) with:", "",
               "```", results["command"] or "linmix distill-hf --config CONFIG", "```", ""]
     return "\n".join(lines)
 
 
+def _ms(run: dict[str, Any]) -> float | None:
+    return run["token_s"] * 1e3 if "token_s" in run else None
+
+
+def decode_lines(results: dict[str, Any], names: list[str]) -> list[str]:
+    """The decode-time section of ``results.md`` (nothing when the run has no decode record)."""
+    decode = results.get("decode")
+    if not decode or not decode.get("models"):
+        return []
+    m, lengths, models = results["machine"], decode["lengths"], decode["models"]
+    threads = sorted({models[n]["threads"] for n in models})
+    lines = ["", "## Decode time against context length (ms per new token, median; prefill s)", "",
+             f"A prompt of the first L validation tokens, then {decode['tokens']} greedy tokens; each step timed on "
+             "its own and the median of the steps after the prefill reported, with the prefill's seconds in "
+             "brackets. The teacher decodes with `generate` on its KV cache, each variant (reloaded from its "
+             "`model/` folder) with `linmix.convert.generate_streaming` from its mixers' states. Measured on "
+             f"{m.get('device_name')} ({m.get('cpu_count')} cores) with {'/'.join(map(str, threads))} torch "
+             "thread(s); one decode per cell, so the numbers carry the machine's noise.", "",
+             "| model | " + " | ".join(f"{n:,} tokens" for n in lengths) + " |", "|" + "---|" * (1 + len(lengths))]
+    skipped = []
+    for name in ["teacher", *names]:
+        if name not in models:
+            continue
+        cells = []
+        for run in models[name]["runs"]:
+            if "token_s" in run:
+                cells.append(f"{_ms(run):,.1f} ({run['prefill_s']:.3g} s)")
+            else:
+                cells.append("skipped")
+                skipped.append(f"- {name} at {run['length']:,} tokens skipped: {run['skipped']}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ([""] + skipped) if skipped else []
+    ref = decode.get("recompute")
+    if ref:
+        if "token_s" in ref:
+            own = next((r for r in models.get(ref["variant"], {}).get("runs", []) if r["length"] == ref["length"]), {})
+            against = f", against {_ms(own):,.1f} ms streaming" if "token_s" in own else ""
+            text = (f"{_ms(ref):,.1f} ms per new token at {ref['length']:,} tokens{against}: it runs the whole prefix "
+                    "again for every token, which streaming avoids")
+        else:
+            text = f"skipped: {ref['skipped']}"
+        lines += ["", f"- {ref['variant']} through the converted model's own `generate(use_cache=False)`: {text}."]
+    return lines
+
+
 def plot(results: dict[str, Any], path: Path) -> Path:
-    """Left: perplexity per stage, one line per variant, the teacher dashed (log scale). Right: decode
-    memory against context length, teacher and variants (log-log)."""
+    """Left: perplexity per stage, one line per variant, the teacher dashed (log scale). Middle: decode
+    memory against context length, teacher and variants (log-log). Right: decode time (ms per new token)
+    against context length, with the full-prefix reference as a cross."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(11, 4.5))
+    fig = Figure(figsize=(16, 4.5))
     FigureCanvasAgg(fig)
-    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    left, right, timed = (fig.add_subplot(1, 3, i) for i in (1, 2, 3))
     for i, row in enumerate(results["rows"]):
         values = [(x, row[key]) for x, (key, _) in enumerate(STAGES) if _finite(row[key])]
         left.plot([x for x, _ in values], [v for _, v in values], "o-", color=f"C{i % 10}", label=row["variant"])
@@ -156,16 +207,38 @@ def plot(results: dict[str, Any], path: Path) -> Path:
     for i, row in enumerate(results["rows"]):
         right.plot(lengths, [b / MIB for b in memory[row["variant"]]], "o-", color=f"C{i % 10}",
                    label=f"{row['variant']} state")
-    right.set_xscale("log", base=2)
-    right.set_yscale("log")
-    right.set_xlabel("context length (tokens)")
-    right.set_ylabel("decode memory (MiB)")
-    right.set_title("decode memory against context length", fontsize=9)
-    for ax in (left, right):
+    _length_axes(right, "decode memory (MiB)", "decode memory against context length")
+    _plot_decode(results, timed)
+    for ax in (left, right, timed):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     fig.tight_layout()
     return save_png(fig, path)
+
+
+def _plot_decode(results: dict[str, Any], ax: Any) -> None:
+    decode = results.get("decode") or {}
+    models = decode.get("models", {})
+    for i, name in enumerate(["teacher", *(row["variant"] for row in results["rows"])]):
+        points = [(r["length"], _ms(r)) for r in models.get(name, {}).get("runs", []) if "token_s" in r]
+        if points:
+            style = ("s--", "black") if name == "teacher" else ("o-", f"C{(i - 1) % 10}")
+            ax.plot(*zip(*points), style[0], color=style[1], label=f"{name} ({models[name]['method']})")
+    ref = decode.get("recompute") or {}
+    if "token_s" in ref:
+        ax.plot([ref["length"]], [_ms(ref)], "x", color="red", markersize=9,
+                label=f"{ref['variant']}, generate(use_cache=False)")
+    _length_axes(ax, "ms per new token (median)", "decode time against context length")
+
+
+def _length_axes(ax: Any, ylabel: str, title: str) -> None:
+    """Log-log axes against context length, as both decode panels draw them."""
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("context length (tokens)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
 
 
 def _finite(value: Any) -> bool:
