@@ -62,7 +62,7 @@ def language_models(folder: Path) -> list[str]:
     lines = ["## 2. Language modelling (4-layer models, 400 steps, batch 32 x 128 tokens, parameters within 10%)",
              "", "Cells: validation perplexity / next-token accuracy / speed-up of training tokens/s over "
                  "attention*4.", ""]
-    jobs = [(name, _load(folder, f"lm-{name}")) for name in ("tinyshakespeare", "wikitext2", "imdb")]
+    jobs = [(name, _load(folder, f"lm-{name}")) for name in ("tinyshakespeare", "wikitext2", "imdb", "ag_news")]
     jobs = [(n, r) for n, r in jobs if r is not None]
     if not jobs:
         return []
