@@ -176,7 +176,7 @@ class RecallConfig(BenchConfig):
         return [s for s in self.sizes if s in LADDER] if self.cut == "sizes" else list(self.sizes)
 
     def seeds_at(self, size: tuple[int, int]) -> list[int]:
-        """The seeds run at ``size`` (one away from the headline size once seeds are cut)."""
+        """The random seeds run at ``size`` (one away from the headline size once seeds are cut)."""
         n = self.seeds if self.cut == "none" or size == HEADLINE else 1
         return [self.seed + i for i in range(n)]
 

@@ -35,7 +35,7 @@ PathLike = str | os.PathLike[str]
 
 SPLIT_ALIASES = {"train": "train", "valid": "valid", "validation": "valid", "val": "valid", "test": "test"}
 
-# The seed experiments' tinyshakespeare split (nanoGPT shakespeare_char): first 90% is train.
+# nanoGPT's shakespeare_char split of Tiny Shakespeare: the first 90% is train.
 TINYSHAKESPEARE_TRAIN_FRACTION = 0.9
 
 
