@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from linmix.compare.candidates import Candidate
-from linmix.compare.run import _slug, _train_config, resolve_compare, run_record
+from linmix.compare.run import _slug, _train_config, machine_line, resolve_compare, run_record
 from linmix.config import ARCHS, RESUME_MUTABLE, SECTIONS, CompareConfig, TrainConfig, set_dotted
 from linmix.config_io import read_config_file
 from linmix.models.pretrained import write_json_atomic
@@ -294,11 +294,9 @@ def _train_one(run: PlannedRun) -> dict[str, Any]:
     summary = run_training(run.config)
     v = run.variant
     record = run_record(run.compare, v.name, run.seed, run.config.model.d_model, run.run_dir, summary)
-    machine = summary.get("machine") or {}
     record.update(variant=v.name, group=v.group, layers=v.layers, arch=v.arch, family=v.family,
                   candidate_name=v.candidate.name, overrides=v.overrides, dataset=run.config.data.dataset,
-                  machine=f"{machine.get('device_name')} ({machine.get('cpu_count')} cores, "
-                          f"{machine.get('torch_threads')} threads)",
+                  machine=machine_line(summary.get("machine") or {}),
                   train_config=_comparable(run.config))
     write_json_atomic(run.run_dir / RECORD, record)
     return record

@@ -279,6 +279,11 @@ def run_compare(config: CompareConfig) -> dict[str, Any]:
     return {"rows": rows, "runs": runs, "markdown": markdown, "out": str(out)}
 
 
+def machine_line(m: dict[str, Any]) -> str:
+    """A machine record as the tables print it: ``AMD EPYC (2 cores, 1 threads)``."""
+    return f"{m.get('device_name')} ({m.get('cpu_count')} cores, {m.get('torch_threads')} threads)"
+
+
 def _header(cfg: CompareConfig, wall_s: float, runs: list[dict[str, Any]]) -> str:
     from linmix.train.reporting import machine, versions
 
@@ -286,7 +291,7 @@ def _header(cfg: CompareConfig, wall_s: float, runs: list[dict[str, Any]]) -> st
 
     device = cfg.base.run.device
     m = machine(torch.device("cpu") if device in ("auto", "cpu") else torch.device(device))
-    machine_text = f"{m.get('device_name')} ({m.get('cpu_count')} cores, {m.get('torch_threads')} threads)"
+    machine_text = machine_line(m)
     v = ", ".join(f"{k} {val}" for k, val in versions().items())
     lrs = ", ".join(f"{lr:g}" for lr in cfg.lrs) if cfg.lrs else "task default"
     return (f"# linmix compare {cfg.task}: {cfg.base.data.dataset}\n\n"
