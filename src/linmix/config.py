@@ -14,7 +14,8 @@ from typing import Any
 
 from linmix.checks import check_choice as _choice, check_int_at_least, check_range
 from linmix.checks import check_positive as _positive, is_finite as _finite
-from linmix.defaults import COMPARE_DEFAULTS, MODEL_DEFAULTS, RESUME_MUTABLE, TASK_DEFAULTS, fill_derived
+from linmix.defaults import (COMPARE_DEFAULTS, MODEL_DEFAULTS, RESUME_MUTABLE, TASK_DEFAULTS, fill_bare_options,
+                             fill_derived)
 
 __all__ = ["COMPARE_DEFAULTS", "MODEL_DEFAULTS", "RESUME_MUTABLE", "TASK_DEFAULTS", "CompareConfig", "DataConfig",
            "ModelConfig", "OptimConfig", "RunConfig", "TrainConfig", "compare_config", "train_config"]
@@ -77,6 +78,10 @@ class ModelConfig:
             if values[key] is None:
                 values[key] = value
         values["causal"] = values["causal"] or self.head == "lm"  # a language model is causal
+        if values["arch"] == "bare":  # the summation papers' design: their raw sum unless a spec says otherwise
+            from linmix.models.spec import parse_layer_specs
+
+            values["mixer_options"] = fill_bare_options(parse_layer_specs(values["layers"]), values["mixer_options"])
         cfg = ModelConfig(**values)
         cfg.validate()
         return cfg

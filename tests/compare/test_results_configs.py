@@ -11,9 +11,11 @@ import pytest
 
 from linmix.cli import build_parser
 from linmix.compare.cli import config_from_args
-from linmix.compare.run import resolve_compare
+from linmix.compare.candidates import Candidate
+from linmix.compare.run import _train_config, resolve_compare
 from linmix.config import COMPARE_DEFAULTS, MODEL_DEFAULTS, TASK_DEFAULTS, CompareConfig
 from linmix.config_io import read_config_file
+from linmix.defaults import BARE_MIXER_OPTIONS, LEGACY_BARE_MIXER_OPTIONS
 from linmix.data.bpe import DEFAULT_BPE_VOCAB
 from linmix.data.tokenizers import DEFAULT_WORD_VOCAB
 
@@ -87,7 +89,39 @@ def test_config_reproduces_the_recorded_command(path, monkeypatch):
         pytest.skip("command.txt records a `linmix experiment run` of this config")
     # both under the defaults the command was recorded with (the file itself leans on none: see below)
     monkeypatch.setitem(COMPARE_DEFAULTS, "lm", OLD_LM_COMPARE_DEFAULTS)
-    assert _comparable(_from_file(path)) == _comparable(_resolve(flags))
+    recorded = _resolve(flags)
+    if _bare_summation(recorded):  # recorded when a bare summation layer divided by the count, as the file pins
+        recorded.base.model.mixer_options = copy.deepcopy(LEGACY_BARE_MIXER_OPTIONS)
+    assert _comparable(_from_file(path)) == _comparable(recorded)
+
+
+def _bare_summation(cfg: CompareConfig) -> list[str]:
+    """The candidates of ``cfg`` that are bare stacks with a summation layer."""
+    return [c for c in cfg.candidates if c.endswith("@bare") and "summation" in c]
+
+
+BARE_CONFIGS = [p for p in CONFIGS if _bare_summation(_from_file(p))]
+
+
+def test_some_tables_have_bare_summation_rows():
+    assert len(BARE_CONFIGS) >= 8, [p.parent.name for p in BARE_CONFIGS]
+
+
+@pytest.mark.parametrize("path", BARE_CONFIGS, ids=[p.parent.name for p in BARE_CONFIGS])
+def test_bare_summation_rows_do_not_depend_on_the_bare_default(path, monkeypatch, tmp_path):
+    """A summation@bare row trains what its table measured whatever bare stacks default to: the file pins it."""
+    def normalizations():
+        cfg = _from_file(path)
+        out = {}
+        for name in _bare_summation(cfg):
+            model = _train_config(cfg, Candidate.parse(name), 64, 0, None, tmp_path).model
+            out[name] = model.mixer_options["summation"]["normalize"]
+        return out
+
+    measured = normalizations()
+    assert set(measured.values()) == {"count"}, measured
+    monkeypatch.setitem(BARE_MIXER_OPTIONS, "summation", {"normalize": "sqrt"})
+    assert normalizations() == measured
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.parent.name for p in CONFIGS])

@@ -208,7 +208,8 @@ class SummationMixer(SumMixer):
     ``normalize="count"`` (default) divides the sum at t by the number of tokens summed, so the layer's output
     scale does not grow with position; in a pre-norm stack a raw growing sum drowns the residual stream and
     trains markedly worse (Tiny Shakespeare char LM, 150 steps: val 2.53 with "count" vs 2.83 with "sqrt").
-    ``normalize="none"`` is the summation papers' raw sum; ``positional=False`` skips the modulation when the
+    ``normalize="none"`` is the summation papers' raw sum, and what a bare stack (``arch="bare"``: no residual
+    to drown) builds unless told otherwise; ``positional=False`` skips the modulation when the
     model already applied it at the embedding. ``positions="sinusoidal"`` replaces the learned table by
     learned-amplitude sinusoids: the layer is then length-free (sequences and decoding past ``max_len``
     give the same layer, with an O(D) state); with the default table, ``max_len`` is a hard bound.

@@ -41,7 +41,9 @@ class Classifier(PretrainedMixin, nn.Module):
     """Text classifier over any layer spec.
 
     The summation papers' single-layer design is ``Classifier(V, C, layers="summation", arch="bare")``: embedding ->
-    mixer -> pooled -> linear. ``arch="block"`` (default) uses residual blocks with feed-forward layers.
+    mixer -> pooled -> linear, with their raw sum (a bare stack's summation layers default to
+    ``normalize="none"``: :data:`linmix.defaults.BARE_MIXER_OPTIONS`). ``arch="block"`` (default) uses residual
+    blocks with feed-forward layers, where summation divides by the token count.
     """
 
     def __init__(self, vocab_size: int, num_classes: int, d_model: int = 256, layers: str = "summation",

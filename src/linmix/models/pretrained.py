@@ -101,6 +101,12 @@ def model_config_from_dict(data: dict[str, Any], source: str | os.PathLike) -> M
     missing = [n for n in names if n not in data]
     if missing:
         raise ValueError(f"{source}: missing key {missing[0]!r}; was it written by this version of linmix?")
+    if data["arch"] == "bare":  # written before bare stacks had their own defaults: keep what it was trained as
+        from linmix.defaults import LEGACY_BARE_MIXER_OPTIONS, fill_bare_options
+        from linmix.models.spec import parse_layer_specs
+
+        data = dict(data, mixer_options=fill_bare_options(parse_layer_specs(data["layers"]),
+                                                          data["mixer_options"] or {}, LEGACY_BARE_MIXER_OPTIONS))
     return ModelConfig(**data)
 
 
