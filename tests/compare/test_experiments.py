@@ -59,7 +59,7 @@ def test_an_experiment_refuses_to_clear_its_own_folder(tmp_path):
     (folder / "keep.txt").write_text("x")
     path = write_config_file({"candidates": ["attention", "summation"], "out": str(tmp_path),
                               "base": {"task": "lm", "run": {"steps": 2}}}, folder / "config.toml")
-    with pytest.raises(ValueError, match="refusing to clear"):
+    with pytest.raises(ValueError, match="refusing to use"):
         run_experiment(path)
     assert (folder / "keep.txt").exists()
 

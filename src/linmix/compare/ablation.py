@@ -13,7 +13,6 @@ and ``runs.json`` is rewritten after every run, so an interrupted job loses at m
 """
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import shutil
@@ -23,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from linmix.compare.candidates import Candidate
+from linmix.compare.records import clear_unfinished, finished_record, save_record, without_configs
 from linmix.compare.run import _slug, _train_config, machine_line, resolve_compare, run_record
-from linmix.config import ARCHS, RESUME_MUTABLE, SECTIONS, CompareConfig, TrainConfig, set_dotted
+from linmix.config import ARCHS, SECTIONS, CompareConfig, TrainConfig, set_dotted
 from linmix.config_io import read_config_file
 from linmix.models.pretrained import write_json_atomic
 from linmix.models.spec import parse_layer_specs, parse_layers
@@ -34,8 +34,6 @@ __all__ = ["AblationConfig", "PlannedRun", "Variant", "dry_run", "load_ablation"
 
 #: keys a variant may not override: the ablation itself sets them per run
 RESERVED = ("task", "model.layers", "model.arch", "optim.lr", "run.seed", "run.out")
-#: the file that marks a finished run (its table record)
-RECORD = "record.json"
 #: what ``linmix ablate --config FILE`` copies beside the config file
 OUTPUTS = ("results.md", "results.csv", "runs.json", "ablation.png")
 VARIANT_KEYS = ("name", "group", "layers", "arch", "overrides")
@@ -229,7 +227,7 @@ def run_ablation(cfg: AblationConfig, *, force: bool = False, report_only: bool 
     """
     from tqdm import tqdm
 
-    from linmix.compare.ablation_report import runs_for_json, write_report
+    from linmix.compare.ablation_report import write_report
 
     plan = validate(cfg)
     out = Path(plan[0].compare.out)
@@ -240,11 +238,11 @@ def run_ablation(cfg: AblationConfig, *, force: bool = False, report_only: bool 
                dynamic_ncols=True)
     for run in plan:
         bar.set_postfix_str(f"{run.variant.name} lr {run.lr:g} seed {run.seed}")
-        record = None if force else _finished(run)
+        record = None if force else finished_record(run.run_dir, run.config, repr(run.variant.name))
         if record is None and not report_only:
             record = _train_one(run)
             records.append(record)
-            write_json_atomic(out / "runs.json", runs_for_json(records))
+            write_json_atomic(out / "runs.json", without_configs(records))
         elif record is not None:
             records.append(record)
         bar.update(1)
@@ -263,43 +261,18 @@ def _check_data(plan: list[PlannedRun]) -> None:
         resolve_dataset(dataset, data_dir)
 
 
-def _comparable(config: TrainConfig) -> dict[str, Any]:
-    """A run's config as JSON, without the fields that do not change its result (device, data folder...)."""
-    values = json.loads(json.dumps(config.to_dict()))
-    for key in RESUME_MUTABLE:
-        section, name = key.split(".")
-        values[section].pop(name, None)
-    return values
-
-
-def _finished(run: PlannedRun) -> dict[str, Any] | None:
-    """The record of a finished run (``None`` if there is none); a record made under another config is an
-    error, so a changed protocol never mixes with old numbers."""
-    path = run.run_dir / RECORD
-    if not path.is_file():
-        return None
-    record = json.loads(path.read_text())
-    if record.get("train_config") != _comparable(run.config):
-        raise ValueError(f"{run.run_dir} finished under a different config than {run.variant.name!r} has now; "
-                         "rerun with --force or choose another --out")
-    return record
-
-
 def _train_one(run: PlannedRun) -> dict[str, Any]:
     """Train one run (a leftover unfinished folder is cleared first) and write its record."""
     from linmix.train import run_training
 
-    if run.run_dir.exists():
-        shutil.rmtree(run.run_dir)
+    clear_unfinished(run.run_dir)
     summary = run_training(run.config)
     v = run.variant
     record = run_record(run.compare, v.name, run.seed, run.config.model.d_model, run.run_dir, summary)
     record.update(variant=v.name, group=v.group, layers=v.layers, arch=v.arch, family=v.family,
                   candidate_name=v.candidate.name, overrides=v.overrides, dataset=run.config.data.dataset,
-                  machine=machine_line(summary.get("machine") or {}),
-                  train_config=_comparable(run.config))
-    write_json_atomic(run.run_dir / RECORD, record)
-    return record
+                  machine=machine_line(summary.get("machine") or {}))
+    return save_record(run.run_dir, record, run.config)
 
 
 def run_ablation_file(path: str | os.PathLike, *, out: str | None = None, data_dir: str | None = None,

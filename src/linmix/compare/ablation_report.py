@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from linmix.compare.records import without_configs
 from linmix.compare.table import mean_std
 from linmix.models.pretrained import write_json_atomic
 
@@ -21,11 +22,6 @@ REFERENCE = "reference"
 METRIC = "val_acc"
 #: bar colours: attention variants apart from the rest
 COLOURS = {"attention": "tab:orange", "other": "tab:blue"}
-
-
-def runs_for_json(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The records as ``runs.json`` holds them: without the full training config each ``record.json`` keeps."""
-    return [{k: v for k, v in r.items() if k != "train_config"} for r in records]
 
 
 def summarize(cfg: AblationConfig, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -186,6 +182,6 @@ def write_report(out: Path, cfg: AblationConfig, records: list[dict[str, Any]], 
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    write_json_atomic(out / "runs.json", runs_for_json(records))
+    write_json_atomic(out / "runs.json", without_configs(records))
     plot_ablation(rows, out / "ablation.png", f"ablation on {cfg.base.data.dataset}: best {METRIC} per variant")
     return rows, markdown

@@ -51,6 +51,8 @@ def register(subparsers) -> None:
                        help="equal training time per candidate instead of equal steps: a short timing probe "
                             "turns the budget into each candidate's step count")
         p.add_argument("--out", default=None, help="output directory (default runs/compare-TASK-DATASET)")
+        p.add_argument("--resume", action="store_true",
+                       help="continue an interrupted comparison in --out: finished runs are read back, the rest train")
         p.add_argument("--no-match-params", action="store_true",
                        help="keep every candidate at --d-model instead of sizing it to the baseline's parameters")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -81,7 +83,7 @@ def config_from_args(args: argparse.Namespace) -> CompareConfig:
 def cmd_compare(args: argparse.Namespace) -> int:
     from linmix.compare.run import run_compare
 
-    result = run_compare(config_from_args(args))
+    result = run_compare(config_from_args(args), resume=args.resume)
     out = result["out"]
     if args.task != "multimodal":
         print(f"quality per second (training loss against training seconds): {out}/loss_vs_time.png\n")

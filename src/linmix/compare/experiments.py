@@ -6,8 +6,9 @@ config file and records the command line and wall time in ``command.txt``; for l
 write ``samples.md``, a short seeded sample from every candidate. So a table under ``results/`` always sits
 beside the config that made it, and rerunning one is a single command.
 
-Running is resumable: a folder that already holds ``results.md`` is skipped (``force`` reruns it), and a
-compare run that finished earlier in ``out`` is collected instead of trained again.
+Running is resumable: a folder that already holds ``results.md`` is skipped (``force`` reruns it), a
+compare run that finished earlier in ``out`` is collected instead of trained again, and an interrupted one
+continues: its finished runs are read back from their records (:mod:`linmix.compare.records`).
 """
 from __future__ import annotations
 
@@ -56,8 +57,10 @@ def run_experiment(config_path: str | os.PathLike, *, force: bool = False, sampl
     if (out / "results.md").exists() and not force:
         status = "collected"  # the compare run finished earlier (e.g. before an interrupted copy)
     else:
-        _clear(out, dest)
-        run_compare(cfg)
+        if force:
+            _clear(out, dest)
+        _check_clearable(out, dest)
+        run_compare(cfg, resume=True)
         status = "ran"
     for name in OUTPUTS:
         if (out / name).exists():
@@ -70,18 +73,20 @@ def run_experiment(config_path: str | os.PathLike, *, force: bool = False, sampl
     return {"status": status, "dest": str(dest), "out": str(out), "wall_s": wall_s}
 
 
-def _clear(out: Path, dest: Path) -> None:
-    """Remove an unfinished (or, with ``force``, a finished) compare folder so compare can start afresh.
-
-    Refuses folders that hold the config or the working directory, so a mistyped ``out`` deletes nothing.
-    """
-    if not out.exists():
-        return
+def _check_clearable(out: Path, dest: Path) -> None:
+    """Refuse an ``out`` that holds the config or the working directory, so a mistyped ``out`` is never
+    cleared (``force``) or filled with run folders."""
     target = out.resolve()
     protected = {dest.resolve(), Path.cwd().resolve()}
     if any(target == p or target in p.parents for p in protected):
-        raise ValueError(f"refusing to clear {out}: it holds {dest} or the working directory; set another out")
-    shutil.rmtree(out)
+        raise ValueError(f"refusing to use {out}: it holds {dest} or the working directory; set another out")
+
+
+def _clear(out: Path, dest: Path) -> None:
+    """Remove a finished compare folder so ``force`` starts afresh (see :func:`_check_clearable`)."""
+    if out.exists():
+        _check_clearable(out, dest)
+        shutil.rmtree(out)
 
 
 def _write_command(path: Path, command: str, results_md: Path, wall_s: float) -> None:

@@ -19,10 +19,12 @@ from linmix.compare import multimodal
 from linmix.compare.candidates import Candidate
 from linmix.compare.equal_time import add_equal_time
 from linmix.compare.plots import plot_curves
+from linmix.compare.records import clear_unfinished, finished_record, save_record, without_configs
 from linmix.compare.sizing import count_params, size_to_budget, within_budget
 from linmix.compare.table import aggregate, write_grid, write_table
 from linmix.config import COMPARE_DEFAULTS, CompareConfig, TrainConfig
 from linmix.models import build_model
+from linmix.models.pretrained import write_json_atomic
 from linmix.models.spec import parse_layers
 
 TASKS = ("lm", "classify", "multimodal")
@@ -148,16 +150,22 @@ def _train_config(cfg: CompareConfig, cand: Candidate, d_model: int, seed: int, 
 def steps_for_budget(cfg: CompareConfig, cand: Candidate, d_model: int, lr: float | None, out: Path) -> int:
     """Training steps that fit ``cfg.time_budget_s`` for this candidate: a short probe run (same data, model,
     batch and optimizer) measures the median seconds per step, and the budget is divided by it. The real run
-    then has a fixed step count and an ordinary schedule, so it stays exactly reproducible."""
+    then has a fixed step count and an ordinary schedule, so it stays exactly reproducible. The count is kept
+    in ``out/steps.json``, so a resumed comparison reuses the one its finished runs were trained with."""
     from linmix.train import run_training
 
+    if (out / "steps.json").is_file():
+        return int(json.loads((out / "steps.json").read_text())["steps"])
+    clear_unfinished(out)
     n = max(cfg.probe_steps, 4)
     run_training(_train_config(cfg, cand, d_model, 0, lr, out, **{
         "run.steps": n, "run.epochs": None, "run.eval_every": n, "run.log_every": 1, "run.eval_batches": 1,
         "run.final_eval_batches": 1, "optim.warmup": 0, "run.progress": False}))
     rows = _metric_rows(out)
     times = sorted(r["step_s"] for r in rows if r.get("type") == "train" and r["step"] > 2)
-    return max(1, int(cfg.time_budget_s / times[len(times) // 2]))
+    steps = max(1, int(cfg.time_budget_s / times[len(times) // 2]))
+    write_json_atomic(out / "steps.json", {"steps": steps, "time_budget_s": cfg.time_budget_s})
+    return steps
 
 
 def _metric_rows(run_dir: Path) -> list[dict[str, Any]]:
@@ -190,6 +198,22 @@ def _median_logged(run_dir: Path, key: str, fallback: float | None) -> float | N
     return values[len(values) // 2] if values else fallback
 
 
+def _run_one(cfg: CompareConfig, cand: Candidate, d_model: int, seed: int, lr: float | None, run_dir: Path,
+             override: dict[str, Any]) -> dict[str, Any]:
+    """One run's table record: read from its ``record.json`` when it finished earlier, else trained now."""
+    from linmix.train import run_training
+
+    config = _train_config(cfg, cand, d_model, seed, lr, run_dir, **override)
+    record = finished_record(run_dir, config, f"{cand.name} (seed {seed}, lr {config.optim.lr:g})")
+    if record is not None:
+        return without_configs([record])[0]
+    clear_unfinished(run_dir)
+    summary = (multimodal.train_and_test if cfg.task == "multimodal" else run_training)(config)
+    record = run_record(cfg, cand.name, seed, d_model, run_dir, summary)
+    save_record(run_dir, record, config)
+    return record
+
+
 def run_record(cfg: CompareConfig, candidate: str, seed: int, d_model: int, run_dir: Path,
                summary: dict[str, Any]) -> dict[str, Any]:
     """One finished training run as a table record: size, speed, the reported (best, final or test) metrics
@@ -216,18 +240,16 @@ def run_record(cfg: CompareConfig, candidate: str, seed: int, d_model: int, run_
             **{f"final_{m}": final.get(m) for m in metrics}, **(best if reported == "test" else {})}
 
 
-def run_compare(config: CompareConfig) -> dict[str, Any]:
+def run_compare(config: CompareConfig, resume: bool = False) -> dict[str, Any]:
     """Train every candidate x seed (x LR) and write the table, the per-run records and the curves.
 
-    Returns ``{"rows": [...], "runs": [...], "markdown": str, "out": str}``.
-    """
-    from linmix.train import run_training
-
-    train = multimodal.train_and_test if config.task == "multimodal" else run_training
+    Each finished run leaves ``record.json`` (:mod:`linmix.compare.records`): ``resume`` reads those and trains
+    the rest, so an interrupted comparison loses at most the run in progress (without it a non-empty ``out``
+    is an error). Returns ``{"rows": [...], "runs": [...], "markdown": str, "out": str}``."""
     cfg = resolve_compare(config)
     out = Path(cfg.out)
-    if out.exists() and any(out.iterdir()):
-        raise ValueError(f"{out} exists and is not empty; choose another --out")
+    if out.exists() and any(out.iterdir()) and not resume:
+        raise ValueError(f"{out} exists and is not empty; choose another --out, or --resume to continue it")
     metrics, monitor, mode = METRICS[cfg.task]
     cands = [Candidate.parse(t) for t in cfg.candidates]
     sizes = plan_sizes(cfg, *_data_sizes(cfg))
@@ -249,8 +271,7 @@ def run_compare(config: CompareConfig) -> dict[str, Any]:
             best_run = None
             for lr in lrs:
                 run_dir = out / _slug(cand.name) / (f"seed{seed}" + (f"-lr{lr:g}" if lr is not None else ""))
-                summary = train(_train_config(cfg, cand, d_model, seed, lr, run_dir, **override))
-                record = run_record(cfg, cand.name, seed, d_model, run_dir, summary)
+                record = _run_one(cfg, cand, d_model, seed, lr, run_dir, override)
                 grid_runs.append(record)
                 score = record[monitor]
                 if best_run is None or (score is not None and (
