@@ -138,3 +138,24 @@ def test_report_only_tabulates_the_finished_runs_and_lists_the_rest(tmp_path, mo
     assert "Not run yet (1 planned runs" in md and "`summation` lr 0.001 seed 0" in md
     rows = json.loads((out / "recall.json").read_text())["rows"]
     assert [(r["model"], r["status"]) for r in rows] == [("attention", "ok"), ("summation", "not run")]
+
+
+def _row(model: str, acc: float, T: int = 128, kv: int = 8, d: int = 64, status: str = "ok") -> dict:
+    return {"model": model, "accuracy": acc, "T": T, "kv": kv, "d_model": d, "status": status}
+
+
+def test_zoology_anchors_sit_beside_the_cells_of_the_same_size():
+    from linmix.bench.recall_report import anchors_table
+
+    rows = [_row("attention", 0.99), _row("summation", 0.14), _row("spectral", 0.2),
+            _row("local_attention(window=32)", 0.78), _row("summation,attention", 0.76),
+            _row("spectral,local_attention(window=32)", 0.28), _row("linear_attention", 0.5, T=256, kv=16, d=64),
+            _row("aggregation", 0.9, status="not run")]
+    table = anchors_table(rows)
+    line = next(x for x in table.splitlines() if x.startswith("| T=128, kv=8, d=64"))
+    assert "Hyena 0.20" in line and "BaseConv 0.37" in line
+    # attention alone; the best model with no softmax attention (local attention and not-run rows excluded);
+    # the best hybrid (local attention alone is not a hybrid)
+    assert line.endswith("| 0.990 (`attention`) | 0.200 (`spectral`) | 0.760 (`summation,attention`) |")
+    assert "T=256, kv=16, d=128" not in table  # the d=64 row at (256, 16) is not Zoology's d=128 anchor
+    assert anchors_table([_row("attention", 0.9, T=64, kv=4)]) is None

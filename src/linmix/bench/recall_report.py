@@ -6,6 +6,48 @@ from pathlib import Path
 from linmix.bench.report import md_table, sections, targets_markdown
 
 
+#: Zoology (arXiv 2312.04927) Figure 2, 2-layer models, read off the published plot (about +-0.05): MQAR accuracy
+#: by (T, kv, d_model); attention is about 0.98 at every size
+ZOOLOGY_ANCHORS: dict[tuple[int, int, int], dict[str, float]] = {
+    (128, 8, 64): {"attention": 0.98, "Hyena": 0.20, "RWKV": 0.18, "H3": 0.25, "BaseConv": 0.37},
+    (256, 16, 128): {"attention": 0.98, "Hyena": 0.14, "RWKV": 0.07, "H3": 0.63, "BaseConv": 0.33},
+}
+#: linmix models that contain softmax attention over the whole context or a window (the rest are O(T)-free of it)
+_ATTENTION_MIXERS = ("attention", "local_attention", "window_linear_attention")
+
+
+def _has_attention(model: str) -> bool:
+    return any(part.strip().split("(")[0] in _ATTENTION_MIXERS for part in model.split(","))
+
+
+def anchors_table(rows: list[dict]) -> str | None:
+    """Zoology's anchors beside linmix at the same (T, kv, d_model): attention, the best model without any
+    softmax attention, and the best hybrid; ``None`` when no measured size has an anchor."""
+    body = []
+    for (T, kv, d), theirs in ZOOLOGY_ANCHORS.items():
+        mine = [r for r in finished(rows) if (r["T"], r["kv"], r["d_model"]) == (T, kv, d)]
+        if not mine:
+            continue
+        pure = [r for r in mine if r["model"] == "attention"]
+        free = [r for r in mine if not _has_attention(r["model"])]
+        mixed = [r for r in mine if _has_attention(r["model"]) and r["model"] != "attention"
+                 and not r["model"].startswith("local_attention")]
+
+        def best(group: list[dict]) -> str:
+            top = max(group, key=lambda r: r["accuracy"], default=None)
+            return "not run" if top is None else f"{top['accuracy']:.3f} (`{top['model']}`)"
+
+        body.append([f"T={T}, kv={kv}, d={d}", ", ".join(f"{k} {v:.2f}" for k, v in theirs.items()),
+                     best(pure), best(free), best(mixed)])
+    if not body:
+        return None
+    return ("Zoology's Figure 2 (2-layer models, read off the published plot, about ±0.05; Hyena and H3 are gated "
+            "long convolutions like `spectral(gate=true)`, RWKV a linear recurrence like `linear_attention`) "
+            "beside linmix's measured cells at the same size; linmix's budget and positions are its own (above).\n\n"
+            + md_table(["size", "Zoology", "linmix attention", "linmix best without softmax attention",
+                        "linmix best hybrid"], body))
+
+
 def finished(rows: list[dict]) -> list[dict]:
     """The measured records (``--report-only`` also lists the planned runs not run yet)."""
     return [r for r in rows if r.get("status") == "ok"]
@@ -92,6 +134,9 @@ def markdown(result: dict) -> str:
                       + md_table(["model", "d_model", "MLP", "T", "kv", "window", "accuracy", "ceiling"],
                                  [[f"`{r['model']}`", r["d_model"], "on" if r["mlp"] else "off", r["T"], r["kv"],
                                    r["window"], f"{r['accuracy']:.3f}", f"{r['ceiling']:.3f}"] for r in local])))
+    anchors = anchors_table(result["rows"])
+    if anchors:
+        parts.append(("Beside Zoology's anchors", anchors))
     parts.append(("Targets", targets_markdown(summary["targets"])))
     return sections(*parts)
 

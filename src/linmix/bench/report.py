@@ -102,8 +102,10 @@ def rows_with_machine(result: dict) -> list[dict]:
 def write_readme(out: Path, title: str, result: dict, body: str, files: list[str]) -> Path:
     """``README.md``: the command as run, the machine, the config, the files and the results tables."""
     meta = result["meta"]
+    machine = ("## Machine (of this --report-only tabulation; the runs it reads were measured when they ran)"
+               if (meta.get("config") or {}).get("report_only") else "## Machine")
     text = [f"# {title}", "", "Made by:", "", "```", meta.get("command") or "(library call)", "```", "",
-            "## Machine", "", machine_markdown(meta["machine"]), "", "## Config", "", "```json",
+            machine, "", machine_markdown(meta["machine"]), "", "## Config", "", "```json",
             json.dumps(meta["config"], indent=2, default=str), "```", "", "## Files", "",
             "\n".join(f"- `{f}`" for f in files), "", "## Results", "", body]
     path = out / "README.md"
