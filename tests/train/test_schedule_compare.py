@@ -81,3 +81,25 @@ def test_train_schedules_command(tiny_root, tmp_path, capsys):
     assert "| constant |" in printed and "| qlearning |" in printed and "cosine" not in printed
     saved = json.loads((out / "qlearning" / "seed0" / "train_config.json").read_text())
     assert (saved["optim"]["schedule"], saved["optim"]["lr_controller"]) == ("constant", "qlearning")
+
+
+def _schedule_row(name: str, loss: float, std: float, seeds: str = "0 1 2", changes: float = 0.0) -> dict:
+    return {"contender": name, "val_loss": loss, "val_loss_std": std, "seeds": seeds, "lr_changes": changes}
+
+
+def test_verdicts_judge_each_contender_against_cosine_by_the_seed_spread():
+    from linmix.train.schedule_compare import verdicts
+
+    rows = [_schedule_row("cosine", 1.50, 0.01), _schedule_row("constant", 1.60, 0.02),
+            _schedule_row("qlearning", 1.51, 0.01, changes=12.0)]
+    constant, qlearning = verdicts(rows)
+    assert constant.startswith("- constant vs cosine: final val loss +0.1000 (worse beyond twice the seeds' spread")
+    assert qlearning.startswith("- qlearning vs cosine: final val loss +0.0100 (within twice the seeds' spread")
+    assert qlearning.endswith("; 12.0 LR changes per run.")
+    better, = verdicts([_schedule_row("cosine", 1.5, 0.01), _schedule_row("qlearning", 1.4, 0.01)])
+    assert "better beyond" in better
+    single, = verdicts([_schedule_row("cosine", 1.5, 0.0, "0"), _schedule_row("qlearning", 1.4, 0.0, "0")])
+    assert "one seed, so no spread" in single
+    diverged, = verdicts([_schedule_row("cosine", 1.5, 0.0), _schedule_row("qlearning", float("nan"), 0.0)])
+    assert "not comparable" in diverged
+    assert verdicts([_schedule_row("constant", 1.5, 0.0)]) == []

@@ -140,7 +140,35 @@ def write_table(rows: list[dict[str, Any]], folder: Path) -> None:
         lines.append(f"| {r['contender']} | {r['schedule']} | {r['lr_controller']} | {r['steps']} | {r['seeds']} | "
                      f"{r['val_loss']:.4f} ± {r['val_loss_std']:.4f} | {r['val_losses']} | {r['lr_changes']:.1f} | "
                      f"{r['wall_s']:.0f} | {r['status']} |")
+    lines += ["", *verdicts(rows)]
     (folder / TABLE_MD).write_text("\n".join(lines) + "\n")
+
+
+def verdicts(rows: list[dict[str, Any]], reference: str = "cosine") -> list[str]:
+    """One sentence per contender against ``reference``: the difference of mean final validation loss, and
+    whether it exceeds twice the larger of the two seed spreads (one seed: no spread, so no verdict)."""
+    ref = next((r for r in rows if r["contender"] == reference), None)
+    if ref is None:
+        return []
+    out = []
+    for r in rows:
+        if r is ref:
+            continue
+        delta = r["val_loss"] - ref["val_loss"]
+        if not math.isfinite(delta):
+            out.append(f"- {r['contender']} vs {reference}: not comparable (a run diverged).")
+            continue
+        seeds = len(str(r["seeds"]).split())
+        spread = max(r["val_loss_std"], ref["val_loss_std"])
+        if seeds < 2:
+            judged = "one seed, so no spread to judge it by"
+        elif abs(delta) > 2 * spread:
+            judged = f"{'better' if delta < 0 else 'worse'} beyond twice the seeds' spread ({spread:.4f})"
+        else:
+            judged = f"within twice the seeds' spread ({spread:.4f}): no difference shown"
+        out.append(f"- {r['contender']} vs {reference}: final val loss {delta:+.4f} ({judged}); "
+                   f"{r['lr_changes']:.1f} LR changes per run.")
+    return out
 
 
 def plot_schedules(first_runs: dict[str, Path], path: Path, title: str = "") -> Path:
@@ -148,21 +176,23 @@ def plot_schedules(first_runs: dict[str, Path], path: Path, title: str = "") -> 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7, 5.5))
+    fig = Figure(figsize=(7, 7.5))
     FigureCanvasAgg(fig)
-    ax_lr, ax_val = fig.subplots(2, 1, sharex=True)
+    ax_lr, ax_train, ax_val = fig.subplots(3, 1, sharex=True)
     for name, run_dir in first_runs.items():
         records = read_metrics(run_dir / METRICS)
-        train = [(r["step"], r["lr"]) for r in records if r.get("type") == "train"]
+        train = [r for r in records if r.get("type") == "train"]
         val = [(r["step"], r["val_loss"]) for r in records if r.get("type") == "eval" and math.isfinite(r["val_loss"])]
-        ax_lr.plot([s for s, _ in train], [v for _, v in train], label=name, drawstyle="steps-pre")
+        ax_lr.plot([r["step"] for r in train], [r["lr"] for r in train], label=name, drawstyle="steps-pre")
+        ax_train.plot([r["step"] for r in train], [r["loss"] for r in train], label=name, linewidth=0.8)
         ax_val.plot([s for s, _ in val], [v for _, v in val], "o-", label=name, markersize=3)
     ax_lr.set_yscale("log")
     ax_lr.set_ylabel("learning rate")
     ax_lr.set_title(f"{title} (first seed)", fontsize=9)
+    ax_train.set_ylabel("training loss (logged window)")
     ax_val.set_ylabel("validation loss")
     ax_val.set_xlabel("step")
-    for ax in (ax_lr, ax_val):
+    for ax in (ax_lr, ax_train, ax_val):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
