@@ -79,9 +79,7 @@ class ModelConfig:
                 values[key] = value
         values["causal"] = values["causal"] or self.head == "lm"  # a language model is causal
         if values["arch"] == "bare":  # the summation papers' design: their raw sum unless a spec says otherwise
-            from linmix.models.spec import parse_layer_specs
-
-            values["mixer_options"] = fill_bare_options(parse_layer_specs(values["layers"]), values["mixer_options"])
+            values["mixer_options"] = fill_bare_options(values["layers"], values["mixer_options"])
         cfg = ModelConfig(**values)
         cfg.validate()
         return cfg
@@ -147,8 +145,8 @@ class OptimConfig:
         check_int_at_least("warmup", self.warmup, 0)
         check_range("min_lr_ratio", self.min_lr_ratio, 0, 1)
         check_range("weight_decay", self.weight_decay, 0)
-        check_range("beta1", self.beta1, 0, 1, high_open=True)
-        check_range("beta2", self.beta2, 0, 1, high_open=True)
+        for name in ("beta1", "beta2"):
+            check_range(name, getattr(self, name), 0, 1, high_open=True)
         check_range("grad_clip", self.grad_clip, 0, note="0 = off")
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("lr_controller", self.lr_controller, CONTROLLERS)
@@ -289,11 +287,7 @@ class CompareConfig:
         """Inverse of :meth:`to_dict`; unknown keys are a ``ValueError`` naming the key and ``source``."""
         data = dict(data)
         base = TrainConfig.from_dict(data.pop("base", {}) or {}, f"{source} [base]")
-        known = {f.name for f in dataclasses.fields(cls)} - {"base"}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown key {unknown[0]!r} in {source}; known: base, {', '.join(sorted(known))}")
-        return cls(base=base, **data)
+        return section_from_dict(cls, dict(data, base=base), source)
 
 
 def compare_config(task: str = "lm", **fields: Any) -> CompareConfig:

@@ -74,10 +74,14 @@ COMPARE_DEFAULTS: dict[str, dict[str, Any]] = {
 RESUME_MUTABLE = ("run.device", "data.data_dir", "run.progress", "run.out")
 
 
-def fill_bare_options(layers: list[Any], mixer_options: dict[str, dict[str, Any]],
+def fill_bare_options(layers: str | list[Any], mixer_options: dict[str, dict[str, Any]],
                       defaults: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
     """``mixer_options`` with ``defaults`` (:data:`BARE_MIXER_OPTIONS`) added for every mixer of ``layers``
-    (parsed layer specs) that has a layer setting neither inline; options already given win."""
+    (a layer string or parsed layer specs) that has a layer setting neither inline; options already given win."""
+    if isinstance(layers, str):
+        from linmix.models.spec import parse_layer_specs
+
+        layers = parse_layer_specs(layers)
     defaults = BARE_MIXER_OPTIONS if defaults is None else defaults
     out = {name: dict(opts) for name, opts in mixer_options.items()}
     for name, values in defaults.items():
