@@ -18,7 +18,7 @@ harness check: attention, d=64, (128, 8), one seed, the configured budget (:func
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 

@@ -236,7 +236,6 @@ def variant_stage(run: _Run, variant: HFVariant, train: torch.Tensor, windows: t
               "params": {"before": report.params_before, "after": report.params_after, "mixers": trained},
               "evals": evals, "memory": state_bytes(model, cfg.memory_lengths, cfg.seed), "notes": report.notes}
     write_json_atomic(folder / RESULT, result)
-    del model
     return result
 
 
