@@ -93,8 +93,8 @@ def test_verdicts_judge_each_contender_against_cosine_by_the_seed_spread():
     rows = [_schedule_row("cosine", 1.50, 0.01), _schedule_row("constant", 1.60, 0.02),
             _schedule_row("qlearning", 1.51, 0.01, changes=12.0)]
     constant, qlearning = verdicts(rows)
-    assert constant.startswith("- constant vs cosine: final val loss +0.1000 (worse beyond twice the seeds' spread")
-    assert qlearning.startswith("- qlearning vs cosine: final val loss +0.0100 (within twice the seeds' spread")
+    assert constant.startswith("- constant vs cosine: final val loss +0.1000 (worse beyond twice the spread over seeds")
+    assert qlearning.startswith("- qlearning vs cosine: final val loss +0.0100 (within twice the spread over seeds")
     assert qlearning.endswith("; 12.0 LR changes per run.")
     better, = verdicts([_schedule_row("cosine", 1.5, 0.01), _schedule_row("qlearning", 1.4, 0.01)])
     assert "better beyond" in better

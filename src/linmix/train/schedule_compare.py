@@ -163,9 +163,9 @@ def verdicts(rows: list[dict[str, Any]], reference: str = "cosine") -> list[str]
         if seeds < 2:
             judged = "one seed, so no spread to judge it by"
         elif abs(delta) > 2 * spread:
-            judged = f"{'better' if delta < 0 else 'worse'} beyond twice the seeds' spread ({spread:.4f})"
+            judged = f"{'better' if delta < 0 else 'worse'} beyond twice the spread over seeds ({spread:.4f})"
         else:
-            judged = f"within twice the seeds' spread ({spread:.4f}): no difference shown"
+            judged = f"within twice the spread over seeds ({spread:.4f}): no difference shown"
         out.append(f"- {r['contender']} vs {reference}: final val loss {delta:+.4f} ({judged}); "
                    f"{r['lr_changes']:.1f} LR changes per run.")
     return out
