@@ -148,14 +148,25 @@ def test_zoology_anchors_sit_beside_the_cells_of_the_same_size():
     from linmix.bench.recall_report import anchors_table
 
     rows = [_row("attention", 0.99), _row("summation", 0.14), _row("spectral", 0.2),
-            _row("local_attention(window=32)", 0.78), _row("summation,attention", 0.76),
+            _row("local_attention(window=32)", 0.78), _row("window_linear_attention", 0.995),
+            _row("summation,attention", 0.76),
             _row("spectral,local_attention(window=32)", 0.28), _row("linear_attention", 0.5, T=256, kv=16, d=64),
             _row("aggregation", 0.9, status="not run")]
     table = anchors_table(rows)
     line = next(x for x in table.splitlines() if x.startswith("| T=128, kv=8, d=64"))
     assert "Hyena 0.20" in line and "BaseConv 0.37" in line
     # attention alone; the best model with no softmax attention (local attention and not-run rows excluded);
-    # the best hybrid (local attention alone is not a hybrid)
+    # the best hybrid (a single windowed-attention mixer, stacked, is not a hybrid)
     assert line.endswith("| 0.990 (`attention`) | 0.200 (`spectral`) | 0.760 (`summation,attention`) |")
     assert "T=256, kv=16, d=128" not in table  # the d=64 row at (256, 16) is not Zoology's d=128 anchor
     assert anchors_table([_row("attention", 0.9, T=64, kv=4)]) is None
+
+
+def test_windowed_stacks_get_their_softmax_window_and_others_none():
+    from linmix.bench.recall import _window
+
+    assert _window("local_attention(window=32),local_attention(window=16)") == 16
+    assert _window("window_linear_attention,window_linear_attention") == 64  # its default window
+    assert _window("window_linear_attention(window=8)") == 8
+    assert _window("summation,local_attention(window=32)") is None
+    assert _window("attention,attention") is None

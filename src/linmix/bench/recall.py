@@ -40,6 +40,8 @@ DEFAULT_SPECS = {"local_attention": "local_attention(window=32)"}
 MLP_MODES = {"on": (True,), "off": (False,), "both": (True, False)}
 CUTS = ("none", "seeds", "sizes")
 RUNS_FILE = "recall_runs.jsonl"
+#: mixers with a softmax window, whose analytic ceiling is printed beside their score
+WINDOWED = ("local_attention", "window_linear_attention")
 
 
 def parse_sizes(spec) -> list[tuple[int, int]]:
@@ -220,14 +222,17 @@ def plan(cfg: RecallConfig) -> list[dict]:
 
 
 def _window(layers: str) -> int | None:
-    """The window of a stack of local_attention layers only (None for any other stack)."""
+    """The softmax window of a stack of windowed-attention layers only (None for any other stack).
+
+    ``window_linear_attention`` counts too: its ceiling is that of its softmax window, which its linear part
+    (a sum over every older token) can read past."""
     from linmix.mixers.registry import mixer_options
     from linmix.models.spec import parse_layer_specs
 
     specs = parse_layer_specs(layers)
-    if any(s.name != "local_attention" for s in specs):
+    if any(s.name not in WINDOWED for s in specs):
         return None
-    return min(int(s.merged(None).get("window", mixer_options("local_attention")["window"])) for s in specs)
+    return min(int(s.merged(None).get("window", mixer_options(s.name)["window"])) for s in specs)
 
 
 def run(config: RecallConfig, progress: bool = True) -> list[dict]:

@@ -30,8 +30,7 @@ def anchors_table(rows: list[dict]) -> str | None:
             continue
         pure = [r for r in mine if r["model"] == "attention"]
         free = [r for r in mine if not _has_attention(r["model"])]
-        mixed = [r for r in mine if _has_attention(r["model"]) and r["model"] != "attention"
-                 and not r["model"].startswith("local_attention")]
+        mixed = [r for r in mine if "," in r["model"]]  # a stack of more than one kind of layer
 
         def best(group: list[dict]) -> str:
             top = max(group, key=lambda r: r["accuracy"], default=None)
@@ -128,9 +127,10 @@ def markdown(result: dict) -> str:
                   md_table(["model", "d_model"] + [f"T={T}" for T in lengths], body)))
     local = [r for r in rows if r.get("ceiling") is not None]
     if local:
-        parts.append(("local_attention: score beside its window's ceiling",
+        parts.append(("Windowed attention: score beside its window's ceiling",
                       "Ceiling: the share of test queries whose pair's value token lies inside the last layer's "
-                      "window (a one-hop read); two stacked windows could in principle reach further.\n\n"
+                      "softmax window (a one-hop read); two stacked windows could in principle reach further, and "
+                      "`window_linear_attention`'s linear part reads every older token.\n\n"
                       + md_table(["model", "d_model", "MLP", "T", "kv", "window", "accuracy", "ceiling"],
                                  [[f"`{r['model']}`", r["d_model"], "on" if r["mlp"] else "off", r["T"], r["kv"],
                                    r["window"], f"{r['accuracy']:.3f}", f"{r['ceiling']:.3f}"] for r in local])))
