@@ -149,7 +149,7 @@ def test_zoology_anchors_sit_beside_the_cells_of_the_same_size():
 
     rows = [_row("attention", 0.99), _row("summation", 0.14), _row("spectral", 0.2),
             _row("local_attention(window=32)", 0.78), _row("window_linear_attention", 0.995),
-            _row("summation,attention", 0.76),
+            _row("summation,attention", 0.76), _row("spectral(kernel=implicit,gate=true)", 0.8),
             _row("spectral,local_attention(window=32)", 0.28), _row("linear_attention", 0.5, T=256, kv=16, d=64),
             _row("aggregation", 0.9, status="not run")]
     table = anchors_table(rows)
@@ -157,7 +157,9 @@ def test_zoology_anchors_sit_beside_the_cells_of_the_same_size():
     assert "Hyena 0.20" in line and "BaseConv 0.37" in line
     # attention alone; the best model with no softmax attention (local attention and not-run rows excluded);
     # the best hybrid (a single windowed-attention mixer, stacked, is not a hybrid)
-    assert line.endswith("| 0.990 (`attention`) | 0.200 (`spectral`) | 0.760 (`summation,attention`) |")
+    # a comma inside a mixer's options does not make a hybrid
+    assert line.endswith("| 0.990 (`attention`) | 0.800 (`spectral(kernel=implicit,gate=true)`) "
+                         "| 0.760 (`summation,attention`) |")
     assert "T=256, kv=16, d=128" not in table  # the d=64 row at (256, 16) is not Zoology's d=128 anchor
     assert anchors_table([_row("attention", 0.9, T=64, kv=4)]) is None
 

@@ -16,8 +16,15 @@ ZOOLOGY_ANCHORS: dict[tuple[int, int, int], dict[str, float]] = {
 _ATTENTION_MIXERS = ("attention", "local_attention", "window_linear_attention")
 
 
+def _mixer_names(model: str) -> set[str]:
+    """The kinds of layer in a model's layer string (options with commas inside parentheses stay whole)."""
+    from linmix.models.spec import parse_layer_specs
+
+    return {s.name for s in parse_layer_specs(model)}
+
+
 def _has_attention(model: str) -> bool:
-    return any(part.strip().split("(")[0] in _ATTENTION_MIXERS for part in model.split(","))
+    return bool(_mixer_names(model) & set(_ATTENTION_MIXERS))
 
 
 def anchors_table(rows: list[dict]) -> str | None:
@@ -30,7 +37,7 @@ def anchors_table(rows: list[dict]) -> str | None:
             continue
         pure = [r for r in mine if r["model"] == "attention"]
         free = [r for r in mine if not _has_attention(r["model"])]
-        mixed = [r for r in mine if "," in r["model"]]  # a stack of more than one kind of layer
+        mixed = [r for r in mine if len(_mixer_names(r["model"])) > 1]
 
         def best(group: list[dict]) -> str:
             top = max(group, key=lambda r: r["accuracy"], default=None)
