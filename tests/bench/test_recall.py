@@ -135,7 +135,7 @@ def test_report_only_tabulates_the_finished_runs_and_lists_the_rest(tmp_path, mo
     monkeypatch.setattr(recall, "train_run", must_not_train)
     assert main(base + ["--mixers", "attention,summation", "--report-only"]) == 0
     md = (out / "recall.md").read_text()
-    assert "Not run yet (1 planned runs" in md and "`summation` lr 0.001 seed 0" in md
+    assert "Not run yet (1 planned runs" in md and "`summation` (T=16, kv=2, d=16) lr 0.001 seed 0" in md
     rows = json.loads((out / "recall.json").read_text())["rows"]
     assert [(r["model"], r["status"]) for r in rows] == [("attention", "ok"), ("summation", "not run")]
 
@@ -172,3 +172,15 @@ def test_windowed_stacks_get_their_softmax_window_and_others_none():
     assert _window("window_linear_attention(window=8)") == 8
     assert _window("summation,local_attention(window=32)") is None
     assert _window("attention,attention") is None
+
+
+def test_missing_runs_are_grouped_per_model_and_size_with_each_lr_its_seeds():
+    from linmix.bench.recall_report import missing_runs
+
+    def spec(model, lr, seed, T=128):
+        return {"model": model, "lr": lr, "seed": seed, "T": T, "kv": 8, "d_model": 64}
+
+    text = missing_runs([spec("attention", 3e-3, 1), spec("attention", 3e-3, 2), spec("attention", 2e-2, 2),
+                         spec("summation", 1e-2, 0), spec("attention", 1e-2, 0, T=256)])
+    assert text == ("`attention` (T=128, kv=8, d=64) lr 0.003 seeds 1, 2, lr 0.02 seed 2; "
+                    "`summation` (T=128, kv=8, d=64) lr 0.01 seed 0; `attention` (T=256, kv=8, d=64) lr 0.01 seed 0")

@@ -96,6 +96,19 @@ def _bytes(n: int | None) -> str:
     return f"{n} B"
 
 
+def missing_runs(missing: list[dict]) -> str:
+    """The planned runs not run, one entry per (model, size, width): its learning rates, each with its seeds."""
+    groups: dict[tuple, dict[float, list[int]]] = {}
+    for r in missing:
+        key = (r["model"], r["T"], r["kv"], r["d_model"])
+        groups.setdefault(key, {}).setdefault(float(r["lr"]), []).append(r["seed"])
+    return "; ".join(
+        f"`{m}` (T={T}, kv={kv}, d={d}) " + ", ".join(
+            f"lr {lr:g} seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, sorted(seeds)))}"
+            for lr, seeds in lrs.items())
+        for (m, T, kv, d), lrs in groups.items())
+
+
 def markdown(result: dict) -> str:
     """Accuracy (mean ± spread over seeds, best LR), steps to the target, state bytes, ceilings, targets."""
     cfg, summary = result["meta"]["config"], result["summary"]
@@ -114,10 +127,9 @@ def markdown(result: dict) -> str:
              f"Excluded: {excluded}.\n\nCut: {cfg.get('cut_note') or 'nothing'}.")
     if missing:
         intro += (f"\n\nNot run yet ({len(missing)} planned runs: the grid was stopped; a rerun of the command "
-                  "without --report-only resumes it): " + ", ".join(
-                      f"`{r['model']}` lr {r['lr']:g} seed {r['seed']} (T={r['T']}, kv={r['kv']}, d={r['d_model']})"
-                      for r in missing) + ". A model's cells below are the best over the learning rates it has run "
-                  "(see lr_scores in recall.csv).")
+                  "without --report-only resumes it): " + missing_runs(missing) + ". A model's cells below are the "
+                  "best over the learning rates it has run, by mean over the seeds run there (see lr_scores in "
+                  "recall.csv).")
     if check:
         intro += (f"\n\nHarness check (attention, d=64, T=128, kv=8): {check['accuracy']:.3f} vs "
                   f"{check['target']}: {'passed' if check['passed'] else 'FAILED'}.")
