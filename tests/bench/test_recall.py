@@ -184,3 +184,14 @@ def test_missing_runs_are_grouped_per_model_and_size_with_each_lr_its_seeds():
                          spec("summation", 1e-2, 0), spec("attention", 1e-2, 0, T=256)])
     assert text == ("`attention` (T=128, kv=8, d=64) lr 0.003 seeds 1, 2, lr 0.02 seed 2; "
                     "`summation` (T=128, kv=8, d=64) lr 0.01 seed 0; `attention` (T=256, kv=8, d=64) lr 0.01 seed 0")
+
+
+def test_targets_read_the_finished_row_beside_planned_runs_of_the_same_case():
+    from linmix.bench.targets import check_targets
+
+    case = "attention/d64/no-mlp/T128"
+    rows = [{"case": case, "model": "attention", "kv": 8, "accuracy": 0.897, "status": "ok"},
+            {"case": case, "model": "attention", "kv": 8, "status": "not run"}]
+    got = {t["target"]: t for t in check_targets("recall", rows)}
+    check = got["attention d=64 without MLP reaches 0.99 MQAR accuracy at T=128, kv=8"]
+    assert check["status"] == "missed" and check["measured"] == "0.897"

@@ -215,6 +215,7 @@ def check_targets(bench: str, rows: list[dict], path: str | Path | None = None) 
     A target's name may say ``{subject}``, ``{first}`` and ``{last}`` (the run's shortest and longest length).
     """
     ts = load_targets(bench, path)
+    rows = [r for r in rows if r.get("status") != "not run"]  # a planned point not run yet measures nothing
     columns = set().union(*(r.keys() for r in rows)) if rows else set()
     xs = sorted({r[ts.x_key] for r in rows})
     out = []
