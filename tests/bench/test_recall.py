@@ -63,9 +63,12 @@ def test_logits_only_at_the_queries_and_the_schedule():
     logits, target = scored(model, x, y)
     assert logits.shape == (8 * 2, 32) and torch.equal(target, y[y != -100])
     assert model.encoder.layers[0].ffn is None  # no MLP: ffn_mult 0
-    cfg = RecallConfig(max_steps=1000, warmup_steps=100)
+    cfg = RecallConfig(max_steps=1000, warmup_steps=100, schedule="cosine")
     assert learning_rate(0, 1.0, cfg) == pytest.approx(0.01) and learning_rate(99, 1.0, cfg) == 1.0
     assert learning_rate(550, 1.0, cfg) == pytest.approx(0.5) and learning_rate(999, 1.0, cfg) < 1e-4
+    flat = RecallConfig(max_steps=1000, warmup_steps=100)  # the default: constant after the warm-up
+    assert flat.schedule == "constant" and learning_rate(0, 1.0, flat) == pytest.approx(0.01)
+    assert learning_rate(100, 1.0, flat) == learning_rate(999, 1.0, flat) == 1.0
     assert state_bytes(build_model("attention,attention", cfg, 16, 32, True, 0), 32, torch.device("cpu")) > \
         state_bytes(build_model("attention,attention", cfg, 16, 16, True, 0), 16, torch.device("cpu")) > 0
 

@@ -176,10 +176,10 @@ def _recall(p: argparse.ArgumentParser) -> None:
     p.add_argument("--random-filler", dest="random_filler", action="store_const", const=True, default=None,
                    help="random filler tokens between the queries (default: filler id 0)")
     p.add_argument("--batch-size", type=int, default=None, help="training batch (default 64)")
-    p.add_argument("--max-steps", type=int, default=None, help="training steps per run at most (default 2000)")
+    p.add_argument("--max-steps", type=int, default=None, help="training steps per run at most (default 3000)")
     p.add_argument("--eval-every", type=int, default=None, help="steps between validations (default 250)")
     p.add_argument("--warmup-steps", type=int, default=None, help="linear warm-up steps (default 200)")
-    p.add_argument("--schedule", default=None, choices=("cosine", "constant"), help="after warm-up (default cosine)")
+    p.add_argument("--schedule", default=None, choices=("cosine", "constant"), help="after warm-up (default constant)")
     p.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay (default 0)")
     p.add_argument("--beta2", type=float, default=None, help="AdamW beta2 (default 0.98)")
     p.add_argument("--grad-clip", type=float, default=None, help="gradient norm clip, 0 off (default 1.0)")
