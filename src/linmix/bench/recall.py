@@ -85,8 +85,8 @@ class RecallConfig(BenchConfig):
     # heads, no MLP, rotary positions, AdamW (betas 0.9/0.98, no weight decay), batch 64, 200 warm-up steps
     # then a constant LR for up to 3,000 steps. At lr 3e-3 the seeds crossed at 2,750, 2,750 and 1,500 steps.
     # Warm-up + cosine over 2,000 steps failed: at lr 1e-2 one seed never left the 1/kv plateau (0.13) and at
-    # 3e-3 the decaying LR left two seeds at 0.93 and 0.78; 1 head, batch 128 and lr 5e-3 did not rescue that
-    # seed either. With learned absolute positions instead of rotary, the same model sat on the plateau
+    # 3e-3 the decaying LR left two seeds at 0.93 and 0.78; for that seed 1 head (lr 1e-2), batch 128 (1e-2,
+    # stopped at 1,500 steps) and lr 5e-3 stayed at 0.13, 0.13 and 0.28. With learned absolute positions instead of rotary, the same model sat on the plateau
     # (0.13 at (128, 8), 0.25 at (64, 4)) for every setting tried (lr 3e-3 to 3e-2, 1,250-5,500 steps).
     mlp: str = "off"
     lrs: list[float] = field(default_factory=lambda: [3e-3, 1e-2, 2e-2])
