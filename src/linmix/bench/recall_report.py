@@ -161,46 +161,78 @@ def markdown(result: dict) -> str:
 
 
 def plot(result: dict, out: Path) -> list[Path]:
-    """``recall_accuracy_vs_state.png`` (log x) and ``recall_accuracy_vs_kv.png`` (the largest T)."""
+    """``recall_accuracy_vs_state.png`` (one panel per size, log x) and ``recall_accuracy_vs_kv.png``.
+
+    Each point is a model's best-LR mean with its seeds' min..max as an error bar; the dotted line is chance (1/kv).
+    The kv plot uses the largest T measured at two or more kv; with none, every size, marked by its T.
+    """
     from linmix.bench import plots  # noqa: F401  (Agg backend)
     import matplotlib.pyplot as plt
 
     rows = finished(result["rows"])
-    paths = []
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    for model in dict.fromkeys(r["model"] for r in rows):
-        pts = sorted((r["state_bytes"], r["accuracy"]) for r in rows if r["model"] == model and r["state_bytes"])
-        if pts:
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", linestyle="none", label=model)
-    ax.set_xscale("log")
-    paths.append(_finish(fig, ax, "decoding state after a length-T prompt (bytes)",
-                         "accuracy vs state size (every width and size)", out / "recall_accuracy_vs_state.png"))
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    colors = {m: f"C{i % 10}" for i, m in enumerate(models)}
+    markers = {m: "osD^v<>ph*"[i // 10 % 10] for i, m in enumerate(models)}
+    sizes = _sizes(rows)
+    fig, axes = plt.subplots(1, len(sizes), figsize=(4.2 * len(sizes) + 2.5, 4.6), squeeze=False, sharey=True)
+    for ax, (T, kv) in zip(axes[0], sizes):
+        for r in (r for r in rows if (r["T"], r["kv"]) == (T, kv) and r["state_bytes"]):
+            _point(ax, r["state_bytes"], r, colors[r["model"]], markers[r["model"]],
+                   f"{r['model']} d={r['d_model']}{' MLP' if r['mlp'] else ''}")
+        ax.axhline(1 / kv, linestyle=":", color="0.5", label="chance (1/kv)")
+        ax.set_xscale("log")
+        _style(ax, "decoding state after the prompt (bytes)", f"T={T}, kv={kv}")
+    paths = [_save(fig, axes[0][0], "accuracy vs decoding-state size", out / "recall_accuracy_vs_state.png")]
 
-    T = max(r["T"] for r in rows)
+    multi = [T for T in {r["T"] for r in rows} if len({r["kv"] for r in rows if r["T"] == T}) > 1]
+    chosen = [r for r in rows if r["T"] == max(multi)] if multi else rows
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    for (model, d, mlp) in dict.fromkeys((r["model"], r["d_model"], r["mlp"]) for r in rows if r["T"] == T):
-        pts = sorted((r["kv"], r["accuracy"]) for r in rows
-                     if r["T"] == T and (r["model"], r["d_model"], r["mlp"]) == (model, d, mlp))
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o",
-                label=f"{model} d={d}{'' if mlp else ' no-MLP'}")
-    kvs = sorted({r["kv"] for r in rows if r["T"] == T})
-    ax.plot(kvs, [1 / kv for kv in kvs], linestyle=":", color="0.5", label="chance (1/kv)")
+    for key in dict.fromkeys((r["model"], r["d_model"], r["mlp"]) for r in chosen):
+        pts = sorted((r for r in chosen if (r["model"], r["d_model"], r["mlp"]) == key), key=lambda r: r["kv"])
+        for i, r in enumerate(pts):
+            _point(ax, r["kv"], r, colors[key[0]], markers[key[0]],
+                   f"{key[0]} d={key[1]}{' MLP' if key[2] else ''}" if i == 0 else None)
+        if len(pts) > 1:
+            ax.plot([r["kv"] for r in pts], [r["accuracy"] for r in pts], color=colors[key[0]], linewidth=1)
+    kvs = sorted({r["kv"] for r in chosen})
+    ax.plot(kvs, [1 / kv for kv in kvs], linestyle=":", color="0.5", marker="_", label="chance (1/kv)")
     ax.set_xscale("log", base=2)
-    paths.append(_finish(fig, ax, "key-value pairs kv", f"accuracy vs kv at T={T}", out / "recall_accuracy_vs_kv.png"))
+    ax.set_xticks(kvs, [str(kv) for kv in kvs])
+    title = f"accuracy vs kv at T={max(multi)}" if multi else (
+        "accuracy vs kv (one kv per T measured: " + ", ".join(f"T={T}, kv={kv}" for T, kv in sizes) + ")")
+    _style(ax, "key-value pairs kv", "")
+    paths.append(_save(fig, ax, title, out / "recall_accuracy_vs_kv.png"))
     return paths
 
 
-def _finish(fig, ax, xlabel: str, title: str, path: Path) -> Path:
-    """Labels, accuracy axis, legend outside the plot; save and close."""
+def _point(ax, x: float, r: dict, color: str, marker: str, label: str | None) -> None:
+    """One model's best-LR mean, with the min..max over its seeds as a vertical bar when there are several."""
+    lo, hi = r.get("accuracy_min", r["accuracy"]), r.get("accuracy_max", r["accuracy"])
+    ax.errorbar([x], [r["accuracy"]], yerr=[[r["accuracy"] - lo], [hi - r["accuracy"]]], fmt=marker,
+                color=color, capsize=3, markersize=6, label=label)
+
+
+def _style(ax, xlabel: str, title: str) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylim(-0.02, 1.02)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.25)
+
+
+def _save(fig, ax, title: str, path: Path) -> Path:
+    """Accuracy label on the first axis, one legend outside the plot (duplicates dropped); save and close."""
     import matplotlib.pyplot as plt
 
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("MQAR test accuracy")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_title(title, fontsize=10)
-    ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    ax.set_ylabel("MQAR test accuracy (bars: min..max over seeds)")
+    handles: dict = {}
+    for a in fig.axes:
+        for h, lab in zip(*a.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    fig.legend(handles.values(), handles.keys(), fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5),
+               frameon=False)
+    fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
