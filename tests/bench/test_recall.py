@@ -198,3 +198,19 @@ def test_targets_read_the_finished_row_beside_planned_runs_of_the_same_case():
     got = {t["target"]: t for t in check_targets("recall", rows)}
     check = got["attention d=64 without MLP reaches 0.99 MQAR accuracy at T=128, kv=8"]
     assert check["status"] == "missed" and check["measured"] == "0.897"
+
+
+def test_best_lr_prefers_the_lrs_with_most_seeds_then_the_best_mean():
+    from linmix.bench.recall import best_lr
+
+    def runs(*accs, steps=100):
+        return [{"accuracy": a, "steps": steps} for a in accs]
+
+    # a single lucky seed at 3e-3 does not outrank the three-seed mean at 1e-2
+    by_lr = {3e-3: runs(0.995), 1e-2: runs(0.99, 0.98, 0.97), 2e-2: runs(0.5, 0.4, 0.3)}
+    score = {lr: sum(r["accuracy"] for r in rs) / len(rs) for lr, rs in by_lr.items()}
+    assert best_lr(by_lr, score) == 1e-2
+    # on a complete grid it is the plain best mean, and fewer steps break a tie
+    by_lr = {3e-3: runs(0.9, 0.9, steps=300), 1e-2: runs(0.9, 0.9, steps=200), 2e-2: runs(0.1, 0.2)}
+    score = {lr: sum(r["accuracy"] for r in rs) / len(rs) for lr, rs in by_lr.items()}
+    assert best_lr(by_lr, score) == 1e-2

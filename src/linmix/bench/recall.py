@@ -293,6 +293,17 @@ def _at_chance(acc: float, chance: float, n: int) -> bool:
     return acc <= chance + max(0.02, 3 * (chance * (1 - chance) / max(n, 1)) ** 0.5)
 
 
+def best_lr(by_lr: dict[float, list[dict]], score: dict[float, float]) -> float:
+    """The reported learning rate: among those with the most seeds run, the best mean accuracy (fewer steps on a tie).
+
+    On a complete grid every LR has every seed and this is the plain best mean. On a partial one (LRs searched on
+    seed 0, more seeds at the chosen one) a single lucky seed cannot outrank a mean over three.
+    """
+    most = max(len(rs) for rs in by_lr.values())
+    return max((lr for lr, rs in by_lr.items() if len(rs) == most),
+               key=lambda lr: (score[lr], -statistics.fmean(r["steps"] for r in by_lr[lr])))
+
+
 def aggregate(runs: list[dict], cfg: RecallConfig, device: torch.device) -> list[dict]:
     """One record per (model, width, MLP, size): the best learning rate's seeds summarised."""
     groups: dict[tuple, list[dict]] = {}
@@ -305,7 +316,7 @@ def aggregate(runs: list[dict], cfg: RecallConfig, device: torch.device) -> list
         for r in members:
             by_lr.setdefault(float(r["lr"]), []).append(r)
         score = {lr: statistics.fmean(r["accuracy"] for r in rs) for lr, rs in by_lr.items()}
-        best = max(score, key=lambda lr: (score[lr], -statistics.fmean(r["steps"] for r in by_lr[lr])))
+        best = best_lr(by_lr, score)
         accs = [r["accuracy"] for r in by_lr[best]]
         hit = [r["steps_to_target"] for r in by_lr[best] if r["steps_to_target"] is not None]
         layers = members[0]["layers"]
@@ -320,7 +331,8 @@ def aggregate(runs: list[dict], cfg: RecallConfig, device: torch.device) -> list
             "reached": f"{len(hit)}/{len(accs)}", "chance": 1 / kv,
             "at_chance": _at_chance(statistics.fmean(accs), 1 / kv, n_scored),
             "state_bytes": states[(layers, d, T)], "params": members[0]["params"],
-            "lr_scores": ", ".join(f"{lr:g}: {s:.3f}" for lr, s in sorted(score.items())),
+            "lr_scores": ", ".join(f"{lr:g}: {s:.3f} ({len(by_lr[lr])} seed{'s' * (len(by_lr[lr]) > 1)})"
+                                  for lr, s in sorted(score.items())),
             "train_s": sum(r["train_s"] for r in members), "status": "ok"})
     return rows
 

@@ -128,8 +128,8 @@ def markdown(result: dict) -> str:
     if missing:
         intro += (f"\n\nNot run yet ({len(missing)} planned runs: the grid was stopped; a rerun of the command "
                   "without --report-only resumes it): " + missing_runs(missing) + ". A model's cells below are the "
-                  "best over the learning rates it has run, each scored by its mean over the runs made at it "
-                  "(see lr_scores in recall.csv).")
+                  "best over the learning rates it has run with the most seeds, each scored by its mean over the runs "
+                  "made at it (see lr_scores in recall.csv).")
     if check:
         intro += (f"\n\nHarness check (attention, d=64, T=128, kv=8): {check['accuracy']:.3f} vs "
                   f"{check['target']}: {'passed' if check['passed'] else 'FAILED'}.")
