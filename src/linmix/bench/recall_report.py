@@ -171,8 +171,9 @@ def plot(result: dict, out: Path) -> list[Path]:
 
     rows = finished(result["rows"])
     models = list(dict.fromkeys(r["model"] for r in rows))
-    colors = {m: f"C{i % 10}" for i, m in enumerate(models)}
-    markers = {m: "osD^v<>ph*"[i // 10 % 10] for i, m in enumerate(models)}
+    palette = plt.get_cmap("tab20").colors
+    colors = {m: palette[(2 * i) % 20 + (2 * i) // 20 % 2] for i, m in enumerate(models)}
+    markers = {m: "osD^v<>ph*"[i // 20 % 10] for i, m in enumerate(models)}
     sizes = _sizes(rows)
     fig, axes = plt.subplots(1, len(sizes), figsize=(4.2 * len(sizes) + 2.5, 4.6), squeeze=False, sharey=True)
     for ax, (T, kv) in zip(axes[0], sizes):
@@ -181,6 +182,11 @@ def plot(result: dict, out: Path) -> list[Path]:
                    f"{r['model']} d={r['d_model']}{' MLP' if r['mlp'] else ''}")
         ax.axhline(1 / kv, linestyle=":", color="0.5", label="chance (1/kv)")
         ax.set_xscale("log")
+        lo, hi = ax.get_xlim()
+        if hi / lo < 20:  # widen a narrow panel to 1.3 decades around its middle, so it has labelled powers of ten
+            mid = (lo * hi) ** 0.5
+            ax.set_xlim(mid / 4.5, mid * 4.5)
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
         _style(ax, "decoding state after the prompt (bytes)", f"T={T}, kv={kv}")
     paths = [_save(fig, axes[0][0], "accuracy vs decoding-state size", out / "recall_accuracy_vs_state.png")]
 
