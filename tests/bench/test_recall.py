@@ -201,7 +201,7 @@ def test_targets_read_the_finished_row_beside_planned_runs_of_the_same_case():
 
 
 def test_best_lr_prefers_the_lrs_with_most_seeds_then_the_best_mean():
-    from linmix.bench.recall import best_lr
+    from linmix.bench.stats import best_lr
 
     def runs(*accs, steps=100):
         return [{"accuracy": a, "steps": steps} for a in accs]

@@ -28,6 +28,7 @@ from linmix.bench.base import BenchConfig
 from linmix.bench.progress import Progress
 from linmix.bench.recall_report import markdown, plot  # noqa: F401  (the bench interface)
 from linmix.bench.recall_train import append_run, build_model, fixed_sets, load_done, run_key, state_bytes, train_run
+from linmix.bench.stats import best_lr
 
 TITLE = "linmix bench recall: multi-query associative recall (MQAR) vs state size"
 HEADLINE = (128, 8)
@@ -291,17 +292,6 @@ def run(config: RecallConfig, progress: bool = True) -> list[dict]:
 def _at_chance(acc: float, chance: float, n: int) -> bool:
     """Within 3 binomial standard errors (at least 0.02) of chance."""
     return acc <= chance + max(0.02, 3 * (chance * (1 - chance) / max(n, 1)) ** 0.5)
-
-
-def best_lr(by_lr: dict[float, list[dict]], score: dict[float, float]) -> float:
-    """The reported learning rate: among those with the most seeds run, the best mean accuracy (fewer steps on a tie).
-
-    On a complete grid every LR has every seed and this is the plain best mean. On a partial one (LRs searched on
-    seed 0, more seeds at the chosen one) a single lucky seed cannot outrank a mean over three.
-    """
-    most = max(len(rs) for rs in by_lr.values())
-    return max((lr for lr, rs in by_lr.items() if len(rs) == most),
-               key=lambda lr: (score[lr], -statistics.fmean(r["steps"] for r in by_lr[lr])))
 
 
 def aggregate(runs: list[dict], cfg: RecallConfig, device: torch.device) -> list[dict]:

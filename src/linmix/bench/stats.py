@@ -5,10 +5,12 @@
 * **crossover**: the shortest length from which a mixer stays faster than attention for every longer
   measured length, interpolated on the log-log speedup curve between the last slower and the first faster
   length. ``< T_min`` when it is faster everywhere; ``None`` when it never is.
+* **best_lr**: the learning rate a grid reports, among those with the most seeds run.
 """
 from __future__ import annotations
 
 import math
+import statistics
 
 
 def loglog_slope(xs: list[float], ys: list[float | None]) -> float | None:
@@ -63,3 +65,14 @@ def upper_slope(points: dict, lengths: list[int]) -> float | None:
     upper = upper_half(lengths)
     xs = [x for x in sorted(points) if x in upper]
     return loglog_slope(xs, [points[x] for x in xs])
+
+
+def best_lr(by_lr: dict[float, list[dict]], score: dict[float, float]) -> float:
+    """The reported learning rate: among those with the most seeds run, the best mean accuracy (fewer steps on a tie).
+
+    On a complete grid every LR has every seed and this is the plain best mean. On a partial one (LRs searched on
+    seed 0, more seeds at the chosen one) a single lucky seed cannot outrank a mean over three.
+    """
+    most = max(len(rs) for rs in by_lr.values())
+    return max((lr for lr, rs in by_lr.items() if len(rs) == most),
+               key=lambda lr: (score[lr], -statistics.fmean(r["steps"] for r in by_lr[lr])))
