@@ -84,9 +84,9 @@ class RecallConfig(BenchConfig):
     # Defaults: the cheapest setting found at which 2-layer attention (d=64) crosses 0.99 at (T=128, kv=8) on
     # all three seeds at one learning rate, on this generator on 2 CPU cores: vocabulary 256, zero filler, 4
     # heads, no MLP, rotary positions, AdamW (betas 0.9/0.98, no weight decay), batch 64, 200 warm-up steps
-    # then a constant LR for up to 3,000 steps. At lr 3e-3 the seeds crossed at 2,750, 2,750 and 1,500 steps.
-    # Warm-up + cosine over 2,000 steps failed: at lr 1e-2 one seed never left the 1/kv plateau (0.13) and at
-    # 3e-3 the decaying LR left two seeds at 0.93 and 0.78; for that seed 1 head (lr 1e-2), batch 128 (1e-2,
+    # then a constant LR for up to 3,000 steps. At lr 3e-3 the three random seeds crossed at 2,750, 2,750 and 1,500 steps.
+    # Warm-up + cosine over 2,000 steps failed: at lr 1e-2 one random seed never left the 1/kv plateau (0.13) and at
+    # 3e-3 the decaying LR left two random seeds at 0.93 and 0.78; for that random seed 1 head (lr 1e-2), batch 128 (1e-2,
     # stopped at 1,500 steps) and lr 5e-3 stayed at 0.13, 0.13 and 0.28. With learned absolute positions instead of rotary, the same model sat on the plateau
     # (0.13 at (128, 8), 0.25 at (64, 4)) for every setting tried (lr 3e-3 to 3e-2, 1,250-5,500 steps).
     mlp: str = "off"

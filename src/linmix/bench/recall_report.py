@@ -172,7 +172,8 @@ def plot(result: dict, out: Path) -> list[Path]:
     rows = finished(result["rows"])
     models = list(dict.fromkeys(r["model"] for r in rows))
     palette = plt.get_cmap("tab20").colors
-    colors = {m: palette[(2 * i) % 20 + (2 * i) // 20 % 2] for i, m in enumerate(models)}
+    order = [*range(0, 20, 2), *range(1, 20, 2)]  # the ten dark shades, then their light partners
+    colors = {m: palette[order[i % 20]] for i, m in enumerate(models)}
     markers = {m: "osD^v<>ph*"[i // 20 % 10] for i, m in enumerate(models)}
     sizes = _sizes(rows)
     fig, axes = plt.subplots(1, len(sizes), figsize=(4.2 * len(sizes) + 2.5, 4.6), squeeze=False, sharey=True)
